@@ -1,0 +1,1 @@
+"""Placeholder: McCormick relaxation of x*y is being written."""
