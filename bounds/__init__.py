@@ -1,0 +1,17 @@
+"""Bound propagation: IBP, CROWN and alpha-CROWN over our graph IR, batched over domains."""
+
+from .alpha import AlphaConfig
+from .api import Method, SpecBounds, compute_bounds
+from .network import BoundGraph
+from .types import Bounds, BoundsError, LinearBounds
+
+__all__ = [
+    "AlphaConfig",
+    "BoundGraph",
+    "Bounds",
+    "BoundsError",
+    "LinearBounds",
+    "Method",
+    "SpecBounds",
+    "compute_bounds",
+]

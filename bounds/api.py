@@ -1,0 +1,126 @@
+"""Entry point of the bounds engine: :func:`compute_bounds`."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from models.graph import Graph
+
+from .alpha import AlphaConfig, optimize_output_bound
+from .crown import backward_lower, crown_bounds
+from .ibp import ibp
+from .network import BoundGraph, bound_graph
+from .types import Bounds, BoundsError
+
+
+class Method(str, enum.Enum):
+    """Bound methods, weakest first."""
+
+    IBP = "ibp"
+    CROWN = "crown"
+    ALPHA_CROWN = "alpha-crown"
+
+
+@dataclass(frozen=True)
+class SpecBounds:
+    """Bounds of the objectives ``C·y`` per domain.
+
+    Attributes:
+        lower: ``[B, S]`` sound lower bounds of each row of ``C·y``.
+        upper: ``[B, S]`` sound upper bounds (None when not requested).
+        intermediate: name -> :class:`Bounds` of nodes feeding relaxations.
+        method: the method that produced ``lower``.
+    """
+
+    lower: Tensor
+    upper: Tensor | None
+    intermediate: Mapping[str, Bounds] = field(repr=False)
+    method: Method
+
+
+def _spec_rows(bg: BoundGraph, C: Tensor | None, B: int, like: Tensor) -> Tensor:
+    """Objective rows as ``[S, B, *output_shape]``."""
+    out_shape = bg.shape(bg.output_name)
+    n_out = 1
+    for d in out_shape:
+        n_out *= d
+    if C is None:
+        C = torch.eye(n_out, dtype=like.dtype, device=like.device).expand(B, n_out, n_out)
+    C = C.to(dtype=like.dtype, device=like.device)
+    if C.dim() != 3 or C.shape[0] != B or C.shape[2] != n_out:
+        raise BoundsError(f"C must be [B={B}, S, {n_out}], got {tuple(C.shape)}")
+    return C.transpose(0, 1).reshape((C.shape[1], B) + out_shape)
+
+
+def _ibp_rows(A: Tensor, b: Bounds) -> Tensor:
+    """Lower bound of ``A·y`` from an output interval only, ``[S, B]``."""
+    pos, neg = A.clamp(min=0), A.clamp(max=0)
+    return (pos * b.lower + neg * b.upper).flatten(2).sum(-1)
+
+
+def compute_bounds(
+    graph: Graph | BoundGraph,
+    lower: Tensor,
+    upper: Tensor,
+    C: Tensor | None = None,
+    *,
+    method: Method | str = Method.CROWN,
+    thresholds: Tensor | None = None,
+    bound_upper: bool = True,
+    alpha: AlphaConfig = AlphaConfig(),
+    known: Mapping[str, Bounds] | None = None,
+) -> SpecBounds:
+    """Sound bounds of ``C·y`` for ``y = graph(x)``, ``x`` in ``[lower, upper]``.
+
+    Args:
+        graph: the network (a prepared :class:`BoundGraph` avoids re-preparation).
+        lower, upper: input box ``[B, *input_shape]`` (``B`` domains).
+        C: ``[B, S, n_out]`` objective rows (identity over outputs when None).
+        method: "ibp", "crown" or "alpha-crown".
+        thresholds: ``[B, S]``; alpha-CROWN stops optimising rows above them.
+        bound_upper: also compute upper bounds.
+        alpha: optimiser settings for alpha-CROWN.
+        known: fixed intermediate bounds (branch-and-bound).
+
+    Returns:
+        :class:`SpecBounds` with ``[B, S]`` tensors.
+    """
+    method = Method(method)
+    bg = bound_graph(graph)
+    if tuple(lower.shape[1:]) != bg.input_shape or lower.shape != upper.shape:
+        raise BoundsError(
+            f"input box must be [B, {', '.join(map(str, bg.input_shape))}], "
+            f"got {tuple(lower.shape)} and {tuple(upper.shape)}"
+        )
+    if bool((lower > upper).any()):
+        raise BoundsError("input box has lower > upper")
+    box = Bounds(lower, upper)
+    B = lower.shape[0]
+    rows = _spec_rows(bg, C, B, lower)
+    S = rows.shape[0]
+    A0 = torch.cat([rows, -rows]) if bound_upper else rows
+    with torch.no_grad():
+        if method is Method.IBP:
+            inter = ibp(bg, box, known=known)
+        else:
+            inter = crown_bounds(bg, box, known=known)
+        out_ibp = _ibp_rows(A0, inter[bg.output_name])
+        if method is Method.IBP:
+            lb = out_ibp
+        else:
+            lb = torch.maximum(backward_lower(bg, bg.output_name, A0, inter).lower, out_ibp)
+    if method is Method.ALPHA_CROWN:
+        thr = None
+        if thresholds is not None:
+            thr = thresholds.T.to(lb)
+            if bound_upper:
+                thr = torch.cat([thr, torch.full_like(thr, float("inf"))])
+        lb = optimize_output_bound(bg, A0, inter, thresholds=thr, config=alpha, initial=lb)
+    lower_rows = lb[:S].T.contiguous()
+    upper_rows = (-lb[S:]).T.contiguous() if bound_upper else None
+    return SpecBounds(lower_rows, upper_rows, inter, method)

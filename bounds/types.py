@@ -1,0 +1,57 @@
+"""Records that cross module boundaries in bounds/.
+
+Shape conventions (stated once for the package):
+
+* ``B`` is the batch of *domains* (input boxes or branch-and-bound subdomains).
+  Every per-domain tensor has ``B`` as its first dimension: bounds of a node
+  with static shape ``s`` are ``[B, *s]``.
+* ``S`` is the number of specification rows (objectives). Linear coefficients
+  ``A`` of an objective with respect to a node of shape ``s`` are
+  ``[S, B, *s]``; spec matrices ``C`` are given per domain as ``[B, S, n_out]``.
+* Lower bounds are sound under-approximations: for every input in the domain,
+  ``lower <= value <= upper`` (up to float rounding of the chosen dtype).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+class BoundsError(RuntimeError):
+    """Bound propagation cannot proceed (unsupported op, domain violation...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """Elementwise interval ``[lower, upper]`` of one node, ``[B, *shape]`` each."""
+
+    lower: Tensor
+    upper: Tensor
+
+    def intersect(self, other: Bounds) -> Bounds:
+        """The tighter of two sound intervals (both are valid, so is their meet)."""
+        return Bounds(torch.maximum(self.lower, other.lower), torch.minimum(self.upper, other.upper))
+
+    def width(self) -> Tensor:
+        return self.upper - self.lower
+
+    def take(self, index: Tensor) -> Bounds:
+        """Select domains (first dimension)."""
+        return Bounds(self.lower[index], self.upper[index])
+
+
+@dataclass(frozen=True, slots=True)
+class LinearBounds:
+    """Linear bounds of ``S`` objectives with respect to the network input.
+
+    ``lA, uA``: ``[S, B, *input_shape]``; ``lbias, ubias``: ``[S, B]``. For every
+    input ``x`` in the domain: ``lA·x + lbias <= objective <= uA·x + ubias``.
+    """
+
+    lA: Tensor
+    lbias: Tensor
+    uA: Tensor
+    ubias: Tensor

@@ -1,0 +1,172 @@
+"""Grid descriptions of lookup tables and the symmetry reductions they rely on.
+
+A table stores, for every node of a regular grid over *reduced* interval
+endpoints, the optimal split position as a fraction of the interval. Each input
+interval ``[l, u]`` of the op owns two axes (its reduced lower and upper end), so
+unary ops have 2 axes and the product ``x*y`` has 4 (``x`` first).
+
+A :class:`Reduction` is an affine map ``x -> a*x + b`` chosen per interval that
+sends it into the table's canonical region; the split fraction is invariant under
+such maps when the relaxation is equivariant (checked when a table is built):
+
+* ``none``: identity.
+* ``periodic``: shift by a multiple of ``period`` so that the lower end lies in
+  ``[origin, origin + period)`` (Sin/Cos).
+* ``shift``: translate the lower end to 0; the table is keyed by the width only.
+* ``scale``: divide by ``u`` (positive domains); the table is keyed by ``l/u``.
+* ``scale_sym``: divide by ``max(|l|, |u|)`` and mirror when ``|l| > |u|``, so the
+  upper end becomes 1 (odd or even powers); keyed by the reduced lower end.
+* ``affine``: map ``[l, u]`` onto ``[0, 1]`` (the table becomes a constant).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+TRANSFORMS = ("linear", "log")
+REDUCTIONS = ("none", "periodic", "shift", "scale", "scale_sym", "affine")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """``count`` nodes from ``start`` to ``stop``, equally spaced in ``transform`` space.
+
+    ``count == 1`` gives a single node at ``start`` (``stop`` must equal it).
+    """
+
+    start: float
+    stop: float
+    count: int
+    transform: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"axis transform {self.transform!r} not in {TRANSFORMS}")
+        if self.count < 1 or (self.count == 1 and self.start != self.stop):
+            raise ValueError(f"axis {self}: count must be >= 1; one node needs start == stop")
+        if self.count > 1 and not self.stop > self.start:
+            raise ValueError(f"axis {self}: stop must exceed start")
+        if self.transform == "log" and self.start <= 0:
+            raise ValueError(f"log axis {self} must start above 0")
+
+    def _t(self, x: np.ndarray | float) -> np.ndarray:
+        return np.log(x) if self.transform == "log" else np.asarray(x, dtype=np.float64)
+
+    def nodes(self) -> np.ndarray:
+        """The node values (float64)."""
+        if self.count == 1:
+            return np.array([self.start], dtype=np.float64)
+        t0, t1 = self._t(self.start), self._t(self.stop)
+        k = np.arange(self.count, dtype=np.float64)
+        t = t0 + (t1 - t0) * k / (self.count - 1)
+        out = np.exp(t) if self.transform == "log" else t
+        out[0], out[-1] = self.start, self.stop
+        return out
+
+    def coord(self, x: Tensor) -> Tensor:
+        """Continuous node index of ``x`` (0 at ``start``, ``count - 1`` at ``stop``)."""
+        if self.count == 1:
+            return torch.zeros_like(x)
+        t0, t1 = float(self._t(self.start)), float(self._t(self.stop))
+        tx = torch.log(x) if self.transform == "log" else x
+        return (tx - t0) * ((self.count - 1) / (t1 - t0))
+
+    def contains(self, x: Tensor, rtol: float = 1e-6) -> Tensor:
+        """Boolean mask: ``x`` lies within the axis range (with a small tolerance)."""
+        tol = rtol * max(1.0, abs(self.start), abs(self.stop))
+        return (x >= self.start - tol) & (x <= self.stop + tol)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "stop": self.stop, "count": self.count,
+                "transform": self.transform}
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """Symmetry reduction of one interval (see module docstring)."""
+
+    kind: str = "none"
+    period: float | None = None
+    origin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in REDUCTIONS:
+            raise ValueError(f"reduction {self.kind!r} not in {REDUCTIONS}")
+        if (self.kind == "periodic") != (self.period is not None):
+            raise ValueError("a period is given exactly for the 'periodic' reduction")
+
+    def affine(self, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """``(a, b)`` of the map ``x -> a*x + b`` for each interval (finite, ``l < u``)."""
+        one, zero = torch.ones_like(l), torch.zeros_like(l)
+        if self.kind == "none":
+            return one, zero
+        if self.kind == "periodic":
+            assert self.period is not None
+            k = torch.floor((l - self.origin) / self.period)
+            return one, -k * self.period
+        if self.kind == "shift":
+            return one, -l
+        if self.kind == "scale":
+            return 1.0 / u, zero
+        if self.kind == "scale_sym":
+            s = torch.maximum(l.abs(), u.abs())
+            return torch.where(l.abs() > u.abs(), -1.0 / s, 1.0 / s), zero
+        w = u - l
+        return 1.0 / w, -l / w
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "period": self.period, "origin": self.origin}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Axes (two per input interval: lower end, upper end) and one reduction per interval."""
+
+    axes: tuple[Axis, ...]
+    reductions: tuple[Reduction, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if len(self.axes) % 2 or not self.axes:
+            raise ValueError("a grid has two axes (lower, upper end) per input interval")
+        if not self.reductions:
+            object.__setattr__(self, "reductions", (Reduction(),) * self.n_intervals)
+        if len(self.reductions) != self.n_intervals:
+            raise ValueError("one reduction per input interval is required")
+
+    @property
+    def n_intervals(self) -> int:
+        return len(self.axes) // 2
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.count for a in self.axes)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def node_intervals(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per input interval, the ``(lower, upper)`` node values broadcast to ``shape``."""
+        mesh = np.meshgrid(*[a.nodes() for a in self.axes], indexing="ij")
+        return [(mesh[2 * i], mesh[2 * i + 1]) for i in range(self.n_intervals)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"axes": [a.to_dict() for a in self.axes],
+                "reductions": [r.to_dict() for r in self.reductions]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Grid:
+        return cls(tuple(Axis(**a) for a in d["axes"]),
+                   tuple(Reduction(**r) for r in d["reductions"]))
+
+
+def uniform_grid(start: float, stop: float, count: int, reduction: Reduction | None = None) -> Grid:
+    """The reference layout: both ends of one interval on the same uniform axis."""
+    ax = Axis(start, stop, count)
+    return Grid((ax, ax), (reduction or Reduction(),))

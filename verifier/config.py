@@ -1,0 +1,212 @@
+"""Verification settings: frozen, typed, nested dataclasses built once at the edge.
+
+``VerifyConfig`` is built by the CLI or by :func:`verifier.verify` (defaults, then explicit
+overrides), validated on construction, and passed down *narrowly*: the falsifier receives an
+``AttackConfig``, the runtime context a ``RuntimeConfig``. No module reads configuration from a
+global or from the environment.
+
+Overrides use either nested mappings or double-underscore paths::
+
+    cfg = VerifyConfig().with_overrides(timeout=30, attack={"steps": 50}, runtime__seed=1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AttackConfig",
+    "ConfigError",
+    "InputError",
+    "RuntimeConfig",
+    "VerifyConfig",
+]
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float64")
+
+
+class InputError(ValueError):
+    """The user's input (model, spec, settings) cannot be used; the message is one clear line."""
+
+
+class ConfigError(InputError):
+    """A configuration value or override is invalid."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True, slots=True)
+class AttackConfig:
+    """Falsifier (random sampling + PGD) settings.
+
+    Attributes:
+        enabled: run the falsifier at all.
+        random_points: uniform samples per spec box (the box centre is always added).
+        restarts: PGD starting points per box, batched into one forward pass per step.
+        steps: PGD steps per restart round.
+        step_fraction: initial sign-gradient step as a fraction of each input's box width;
+            the step decays linearly to ``step_fraction / 10`` over the steps.
+        rounds: PGD rounds per box (each round re-draws the starting points).
+        seed: seed of the falsifier's own random generator.
+        time_fraction: share of the remaining time budget the falsifier may use, in (0, 1].
+    """
+
+    enabled: bool = True
+    random_points: int = 256
+    restarts: int = 16
+    steps: int = 50
+    step_fraction: float = 0.1
+    rounds: int = 2
+    seed: int = 0
+    time_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.random_points >= 0, "attack.random_points must be >= 0")
+        _require(self.restarts >= 1, "attack.restarts must be >= 1")
+        _require(self.steps >= 0, "attack.steps must be >= 0")
+        _require(self.rounds >= 0, "attack.rounds must be >= 0")
+        _require(
+            math.isfinite(self.step_fraction) and self.step_fraction > 0,
+            "attack.step_fraction must be a positive number",
+        )
+        _require(0 < self.time_fraction <= 1, "attack.time_fraction must be in (0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Process-level torch settings applied by :func:`verifier.runtime.runtime_context`.
+
+    Attributes:
+        device: ``"cpu"`` or ``"cuda"`` (optionally ``"cuda:N"``).
+        dtype: ``"float32"`` or ``"float64"``: the dtype of tensors in the engine.
+        seed: seed for torch's global generators inside the context.
+        deterministic: request deterministic algorithms (warn-only) and disable TF32.
+    """
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        kind, _, index = self.device.partition(":")
+        _require(
+            kind in DEVICES and (not index or (kind == "cuda" and index.isdigit())),
+            f"runtime.device must be one of {', '.join(DEVICES)} (got {self.device!r})",
+        )
+        _require(
+            self.dtype in DTYPES,
+            f"runtime.dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyConfig:
+    """All settings of one verification run.
+
+    Attributes:
+        timeout: wall-clock budget in seconds for the whole run (``None``: no limit).
+        attack: falsifier settings.
+        runtime: device, dtype, seeds and determinism.
+    """
+
+    timeout: float | None = None
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.timeout is None or (not math.isnan(self.timeout) and self.timeout >= 0),
+            f"timeout must be a non-negative number of seconds (got {self.timeout!r})",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain nested dict (JSON-serialisable) of every setting."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VerifyConfig:
+        """Build from a (possibly partial) nested mapping; unknown keys raise ConfigError."""
+        return cls().with_overrides(**data)
+
+    def with_overrides(self, **overrides: Any) -> VerifyConfig:
+        """A validated copy with some settings replaced.
+
+        Keys are top-level field names (``timeout=5``), section names with a mapping
+        (``attack={"steps": 10}``) or double-underscore paths (``attack__steps=10``).
+
+        Raises:
+            ConfigError: unknown key or invalid value.
+        """
+        return _apply(self, _nest(overrides), prefix="")
+
+
+def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``a__b=v`` keys into nested dicts, merging with mapping-valued keys."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = key.split("__")
+        target = nested
+        for part in parts[:-1]:
+            sub = target.setdefault(part, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"conflicting overrides for {part!r}")
+            target = sub
+        leaf = parts[-1]
+        if isinstance(value, Mapping):
+            existing = target.setdefault(leaf, {})
+            if not isinstance(existing, dict):
+                raise ConfigError(f"conflicting overrides for {leaf!r}")
+            existing.update(_nest(value))
+        else:
+            target[leaf] = value
+    return nested
+
+
+def _apply(obj: Any, changes: Mapping[str, Any], prefix: str) -> Any:
+    """Recursively replace fields of a config dataclass, validating names."""
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    updates: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"unknown setting {prefix + key!r} (known: {known})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"setting {prefix + key!r} needs a mapping of sub-settings")
+            updates[key] = _apply(current, value, prefix=f"{prefix}{key}.")
+        else:
+            updates[key] = _coerce(current, value, prefix + key)
+    try:
+        return dataclasses.replace(obj, **updates)
+    except TypeError as exc:
+        raise ConfigError(f"invalid settings under {prefix or 'config'}: {exc}") from exc
+
+
+def _coerce(current: Any, value: Any, name: str) -> Any:
+    """Check a leaf value's type against the default's type (ints accepted for floats)."""
+    if value is None or current is None:
+        return value
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(current, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(current, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(current))
+    if not ok:
+        raise ConfigError(
+            f"setting {name!r} expects {type(current).__name__}, got {type(value).__name__}"
+        )
+    return value

@@ -1,0 +1,273 @@
+"""Assertions -> disjunctive normal form -> ``Spec`` (a tuple of ``SpecCase``).
+
+A DNF is a list of clauses (the disjuncts). To keep ``and`` over large ``or`` cheap, a
+clause is a tuple of *segments*, and a segment is a tuple of atomic constraints that is
+shared by every clause built from it. Distributing ``(and A (or B1 ... Bk))`` therefore
+costs ``k`` small tuples, not ``k`` copies of ``A``. Turning a segment into arrays is
+done once per segment, and the box of a clause is computed once per distinct set of
+box-contributing segments, so clauses that share a box share the same arrays.
+
+Cases whose box is empty (some lower bound above its upper bound) are dropped with a
+logged warning. When no case remains, the property holds trivially and the spec has
+zero cases. Every input must have a finite lower and upper bound in every remaining case.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import NamedTuple
+
+import numpy as np
+
+from vnnlib.errors import VnnlibError
+from vnnlib.parser import ParsedVnnlib
+from vnnlib.spec import Spec, SpecCase
+from vnnlib.syntax import And, BoolExpr, InputBound, OutputRow, Truth
+
+logger = logging.getLogger(__name__)
+
+#: Default cap on the number of DNF cases (``max_cases``).
+DEFAULT_MAX_CASES = 1_000_000
+
+Atom = InputBound | OutputRow
+Segment = tuple[Atom, ...]
+Clause = tuple[Segment, ...]
+
+
+class _TooManyCases(Exception):
+    """Internal: the DNF would exceed the case limit (carries the would-be size)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def _dnf_and(kids: list[list[Clause]], limit: int) -> list[Clause]:
+    """DNF of a conjunction of DNFs (units merged into one shared segment)."""
+    if any(not kid for kid in kids):
+        return []
+    unit_atoms: list[Atom] = []
+    multi: list[list[Clause]] = []
+    size = 1
+    for kid in kids:
+        if len(kid) == 1:
+            for segment in kid[0]:
+                unit_atoms.extend(segment)
+        else:
+            multi.append(kid)
+            size *= len(kid)
+            if size > limit:
+                raise _TooManyCases(size)
+    base: Clause = (tuple(unit_atoms),) if unit_atoms else ()
+    if not multi:
+        return [base]
+    chain = itertools.chain.from_iterable
+    return [base + tuple(chain(combo)) for combo in itertools.product(*multi)]
+
+
+def _dnf_or(kids: list[list[Clause]], limit: int) -> list[Clause]:
+    """DNF of a disjunction of DNFs."""
+    size = sum(len(kid) for kid in kids)
+    if size > limit:
+        raise _TooManyCases(size)
+    return list(itertools.chain.from_iterable(kids))
+
+
+def to_dnf(expr: BoolExpr, limit: int = DEFAULT_MAX_CASES) -> list[Clause]:
+    """Disjunctive normal form of ``expr`` (iterative: no recursion limit).
+
+    Raises:
+        _TooManyCases: the DNF would have more than ``limit`` clauses.
+    """
+    todo: list[tuple[BoolExpr, bool]] = [(expr, False)]
+    done: list[list[Clause]] = []
+    while todo:
+        node, expanded = todo.pop()
+        kind = type(node)
+        if kind is InputBound or kind is OutputRow:
+            done.append([((node,),)])
+        elif kind is Truth:
+            done.append([()] if node.value else [])
+        elif not expanded:
+            todo.append((node, True))
+            todo.extend((child, False) for child in reversed(node.children))
+        else:
+            n = len(node.children)
+            kids = done[len(done) - n :]
+            del done[len(done) - n :]
+            done.append(_dnf_and(kids, limit) if kind is And else _dnf_or(kids, limit))
+    return done[0]
+
+
+def _spec_dnf(parsed: ParsedVnnlib, limit: int) -> list[Clause]:
+    """DNF of the conjunction of all assertions, with errors located at an assertion."""
+    dnfs: list[list[Clause]] = []
+    size = 1
+    for assertion in parsed.assertions:
+        try:
+            dnf = to_dnf(assertion.expr, limit)
+            size *= max(len(dnf), 1)
+            if size > limit:
+                raise _TooManyCases(size)
+        except _TooManyCases as exc:
+            raise parsed.locator.error(
+                assertion.offset,
+                f"the disjunctive normal form has more than {limit} cases "
+                f"(at least {exc.size} at this assertion); the spec is too large",
+            ) from None
+        dnfs.append(dnf)
+    return _dnf_and(dnfs, limit)
+
+
+class _Part(NamedTuple):
+    """Arrays of one segment: its box bounds (None: no input atom) and output rows."""
+
+    lower: np.ndarray | None
+    upper: np.ndarray | None
+    C: np.ndarray | None
+    d: np.ndarray | None
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _segment_part(segment: Segment, n_in: int, n_out: int) -> _Part:
+    """Turn one segment's atoms into box bounds and output rows."""
+    bounds = [a for a in segment if type(a) is InputBound]
+    rows = [a for a in segment if type(a) is OutputRow]
+    lower = upper = C = d = None
+    if bounds:
+        lower, upper = np.full(n_in, -np.inf), np.full(n_in, np.inf)
+        lo = [(b.index, b.value) for b in bounds if not b.upper]
+        hi = [(b.index, b.value) for b in bounds if b.upper]
+        if lo:
+            idx, val = zip(*lo)
+            np.maximum.at(lower, np.array(idx, dtype=np.intp), np.array(val))
+        if hi:
+            idx, val = zip(*hi)
+            np.minimum.at(upper, np.array(idx, dtype=np.intp), np.array(val))
+        lower, upper = _readonly(lower), _readonly(upper)
+    if rows:
+        C = np.zeros((len(rows), n_out))
+        entries = [(i, j, c) for i, row in enumerate(rows) for j, c in row.coeffs]
+        if entries:
+            ri, ci, val = zip(*entries)
+            np.add.at(C, (np.array(ri, dtype=np.intp), np.array(ci, dtype=np.intp)), val)
+        C, d = _readonly(C), _readonly(np.array([row.rhs for row in rows], dtype=np.float64))
+    return _Part(lower, upper, C, d)
+
+
+class _Box(NamedTuple):
+    """A clause's input box with its verdict: ``empty`` or the first unbounded input."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    empty: bool
+    unbounded: tuple[int, str] | None
+
+
+class _CaseBuilder:
+    """Materialises clauses into SpecCases, sharing arrays between clauses."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        self.n_in, self.n_out = n_in, n_out
+        self.parts: dict[int, tuple[Segment, _Part]] = {}
+        self.boxes: dict[tuple[int, ...], _Box] = {}
+        self.no_rows = (_readonly(np.zeros((0, n_out))), _readonly(np.zeros(0)))
+
+    def part(self, segment: Segment) -> _Part:
+        """The cached arrays of ``segment``."""
+        hit = self.parts.get(id(segment))
+        if hit is None:
+            hit = (segment, _segment_part(segment, self.n_in, self.n_out))
+            self.parts[id(segment)] = hit
+        return hit[1]
+
+    def box(self, parts: list[_Part], key: tuple[int, ...]) -> _Box:
+        """The box of the intersection of ``parts`` (cached under ``key``)."""
+        box = self.boxes.get(key)
+        if box is not None:
+            return box
+        if not parts:
+            lower, upper = np.full(self.n_in, -np.inf), np.full(self.n_in, np.inf)
+        else:
+            lower, upper = parts[0].lower, parts[0].upper
+        for part in parts[1:]:
+            lower, upper = np.maximum(lower, part.lower), np.minimum(upper, part.upper)
+        lower, upper = _readonly(lower), _readonly(upper)
+        unbounded = None
+        for name, bound in (("lower", lower), ("upper", upper)):
+            bad = np.flatnonzero(~np.isfinite(bound))
+            if bad.size and unbounded is None:
+                unbounded = (int(bad[0]), name)
+        box = _Box(lower, upper, bool(np.any(lower > upper)), unbounded)
+        self.boxes[key] = box
+        return box
+
+    def case(self, clause: Clause) -> tuple[_Box, SpecCase]:
+        """The box verdict and the SpecCase of ``clause``."""
+        parts = [self.part(segment) for segment in clause]
+        boxed = [(id(s), p) for s, p in zip(clause, parts) if p.lower is not None]
+        box = self.box([p for _, p in boxed], tuple(i for i, _ in boxed))
+        rows = [p for p in parts if p.C is not None]
+        if not rows:
+            C, d = self.no_rows
+        elif len(rows) == 1:
+            C, d = rows[0].C, rows[0].d
+        else:
+            C = np.concatenate([p.C for p in rows])
+            d = np.concatenate([p.d for p in rows])
+        return box, SpecCase(box.lower, box.upper, C, d)
+
+
+def normalize(parsed: ParsedVnnlib, max_cases: int = DEFAULT_MAX_CASES) -> Spec:
+    """Turn parsed assertions into a ``Spec`` in disjunctive normal form.
+
+    Args:
+        parsed: the parser's output.
+        max_cases: the largest number of DNF cases accepted.
+
+    Returns:
+        The spec; it has zero cases when every case has an empty input box.
+
+    Raises:
+        VnnlibError: the DNF exceeds ``max_cases``, or an input lacks a finite bound.
+    """
+    clauses = _spec_dnf(parsed, max_cases)
+    builder = _CaseBuilder(parsed.n_inputs, parsed.n_outputs)
+    cases: list[SpecCase] = []
+    dropped: list[int] = []
+    for k, clause in enumerate(clauses):
+        box, case = builder.case(clause)
+        if box.empty:
+            dropped.append(k)
+            continue
+        if box.unbounded is not None:
+            index, which = box.unbounded
+            where = f" in disjunct {k} of {len(clauses)}" if len(clauses) > 1 else ""
+            raise parsed.locator.error(
+                parsed.input_offsets[index],
+                f"input X_{index} has no finite {which} bound{where}; "
+                "every input needs a finite lower and upper bound",
+            )
+        cases.append(case)
+    if dropped:
+        _log_dropped(parsed.source, dropped, len(clauses), builder)
+    return Spec(tuple(cases), parsed.n_inputs, parsed.n_outputs, parsed.source)
+
+
+def _log_dropped(source: str, dropped: list[int], total: int, builder: _CaseBuilder) -> None:
+    """Warn about cases dropped for an empty box."""
+    logger.warning(
+        "%s: dropped %d of %d case(s) whose input box is empty (a lower bound above its "
+        "upper bound), first dropped case index %d%s",
+        source,
+        len(dropped),
+        total,
+        dropped[0],
+        "; no case is left, so the property holds trivially" if len(dropped) == total else "",
+    )
+    del builder
