@@ -52,10 +52,10 @@ class _Builder:
                 return name
         raise AssertionError("unreachable")
 
-    def add(self, base: str, op: str, inputs: tuple[str, ...], shape: tuple[int, ...],
+    def add(self, base: str, op: str, inputs: tuple[str, ...], out_shape: tuple[int, ...],
             final: str | None = None, **attrs: object) -> str:
         name = final if final is not None else self.fresh(base)
-        self.nodes.append(Node(name, op, inputs, freeze_attrs(attrs), tuple(shape)))
+        self.nodes.append(Node(name, op, inputs, freeze_attrs(attrs), tuple(out_shape)))
         return name
 
     def const(self, base: str, value: np.ndarray) -> str:

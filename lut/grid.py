@@ -83,8 +83,12 @@ class Axis:
         return (x >= self.start - tol) & (x <= self.stop + tol)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "stop": self.stop, "count": self.count,
-                "transform": self.transform}
+        return {
+            "start": self.start,
+            "stop": self.stop,
+            "count": self.count,
+            "transform": self.transform,
+        }
 
 
 @dataclass(frozen=True)
@@ -157,13 +161,16 @@ class Grid:
         return [(mesh[2 * i], mesh[2 * i + 1]) for i in range(self.n_intervals)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"axes": [a.to_dict() for a in self.axes],
-                "reductions": [r.to_dict() for r in self.reductions]}
+        return {
+            "axes": [a.to_dict() for a in self.axes],
+            "reductions": [r.to_dict() for r in self.reductions],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Grid:
-        return cls(tuple(Axis(**a) for a in d["axes"]),
-                   tuple(Reduction(**r) for r in d["reductions"]))
+        return cls(
+            tuple(Axis(**a) for a in d["axes"]), tuple(Reduction(**r) for r in d["reductions"])
+        )
 
 
 def uniform_grid(start: float, stop: float, count: int, reduction: Reduction | None = None) -> Grid:

@@ -100,7 +100,8 @@ def optimise_fraction(
         raise ValueError("coarse must be >= 2")
     best_t = torch.full_like(like, 0.5)
     best_v = torch.full_like(like, math.inf)
-    for k in range(1, coarse):
+    # Central fractions first: ties (e.g. a zero objective) resolve towards the midpoint.
+    for k in sorted(range(1, coarse), key=lambda k: (abs(2 * k - coarse), k)):
         t = torch.full_like(like, k / coarse)
         v = _finite_or_inf(objective(t))
         better = v < best_v

@@ -3,7 +3,18 @@
 The ONNX importer maps ONNX ops onto this set (see ``models.onnx_import``);
 everything downstream (evaluation, bounds) only knows these names. Inputs named
 "const" must be graph constants; the others may be variables or constants.
-Shapes follow the per-sample convention of ``models.graph``.
+Shapes follow the per-sample convention of ``models.graph``; the batched torch
+semantics of every op are ``models.evaluate.FORWARD``.
+
+Invariants the importer and the passes maintain (rely on them, keep them when
+building nodes yourself):
+
+* a node never has only constant inputs (such nodes are evaluated at import);
+* broadcasting ops (Add, Mul, MatMul): every operand that depends on the input
+  has the rank of the node's output (lower-rank values get a Reshape first);
+  constants may have any rank up to it. MatMul operands have rank >= 2;
+* all attributes are static and resolved: non-negative axes, Slice bounds in
+  Python ``range`` form, Gather indices non-negative int64 constants.
 """
 
 from __future__ import annotations
@@ -12,7 +23,8 @@ from __future__ import annotations
 SUPPORTED_OPS: dict[str, str] = {
     # affine / linear
     "Linear": "inputs (x, W:const [K,N], b:const [N] optional); y = x @ W + b over the last axis",
-    "MatMul": "inputs (a, b); ONNX MatMul semantics; used when neither side folds to Linear",
+    "MatMul": "inputs (a, b), both rank >= 2; ONNX MatMul semantics; used when neither side"
+    " folds to Linear (constant left operand or two perturbed operands)",
     "Add": "inputs (a, b); broadcasting",
     "Mul": "inputs (a, b); broadcasting (constant or both perturbed)",
     "Neg": "inputs (x)",
@@ -27,11 +39,13 @@ SUPPORTED_OPS: dict[str, str] = {
     "Reshape": "inputs (x); attrs shape (static, fully resolved)",
     "Transpose": "inputs (x); attrs perm",
     "Concat": "inputs (x1, x2, ...); attrs axis (non-negative)",
-    "Slice": "inputs (x); attrs starts, ends, axes, steps (static, resolved)",
+    "Slice": "inputs (x); attrs starts, ends, axes, steps (static; per axis the indices"
+    " range(start, end, step), negative steps allowed, end may be -1)",
     "Gather": "inputs (x, indices:const int64); attrs axis",
     "Pad": "inputs (x); attrs pads (ONNX order), value (float); constant mode only",
     "Expand": "inputs (x); attrs shape (static target)",
-    "Resize": "inputs (x); attrs scales (per axis), mode ('nearest' or 'linear')",
+    "Resize": "inputs (x); attrs scales (per axis, integers as floats), mode 'nearest':"
+    " every element repeated scale times (other ONNX resizes become Gather or Linear)",
     # nonlinear, elementwise
     "Relu": "inputs (x)",
     "LeakyRelu": "inputs (x); attrs alpha",

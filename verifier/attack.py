@@ -145,12 +145,14 @@ class _Objective:
         self.d = torch.as_tensor(d, device=device, dtype=dtype)
         self.pad = torch.as_tensor(pad, device=device)
 
+    def per_case(self, y: torch.Tensor) -> torch.Tensor:
+        """``y [B, n_out]`` -> margin of every case ``[B, K]`` (max over its rows)."""
+        vals = torch.einsum("kmo,bo->bkm", self.C, y) - self.d
+        return vals.masked_fill(self.pad, float("-inf")).amax(dim=2)
+
     def __call__(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``y [B, n_out]`` -> (margin ``[B]``, local case index ``[B]``)."""
-        vals = torch.einsum("kmo,bo->bkm", self.C, y) - self.d
-        vals = vals.masked_fill(self.pad, float("-inf"))
-        per_case = vals.amax(dim=2)
-        margin, case = per_case.min(dim=1)
+        margin, case = self.per_case(y).min(dim=1)
         return margin, case
 
 
@@ -185,22 +187,25 @@ class _Search:
         u = u.to(device=self.lo.device, dtype=self.lo.dtype)
         return self.clip(self.lo + u * self.width)
 
+    def random_directions(self, n: int, n_out: int) -> torch.Tensor:
+        """``[n, n_out]`` directions uniform in ``[-1, 1]`` (for OSI)."""
+        w = torch.rand((n, n_out), generator=self.generator, dtype=torch.float64) * 2 - 1
+        return w.to(device=self.lo.device, dtype=self.lo.dtype)
+
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         return torch.minimum(torch.maximum(x, self.lo), self.hi)
 
-    def evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Forward pass: (y ``[B, n_out]``, margin ``[B]``, local case ``[B]``)."""
+    def evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward pass: (y ``[B, n_out]``, per-case margins ``[B, K]``)."""
         y = self.forward(x).reshape(x.shape[0], -1)
-        margin, case = self.objective(y)
         self.progress.forward_passes += 1
         self.progress.points += x.shape[0]
-        return y, margin, case
+        return y, self.objective.per_case(y)
 
-    def offer(
-        self, x: torch.Tensor, y: torch.Tensor, margin: torch.Tensor, case: torch.Tensor
-    ) -> Candidate | None:
+    def offer(self, x: torch.Tensor, y: torch.Tensor, per_case: torch.Tensor) -> Candidate | None:
         """The best point of the batch as a Candidate if it violates and beats earlier ones."""
         with torch.no_grad():
+            margin, case = per_case.min(dim=1)
             best = int(torch.argmin(margin))
             value = float(margin[best])
         self.progress.best_margin = min(self.progress.best_margin, value)
@@ -237,41 +242,94 @@ def _random_phase(search: _Search, deadline: Deadline) -> Iterator[Candidate]:
             break
         x = points[start : start + chunk]
         with torch.no_grad():
-            y, margin, case = search.evaluate(x)
-        margins.append(margin)
-        candidate = search.offer(x, y, margin, case)
+            y, per_case = search.evaluate(x)
+        margins.append(per_case.min(dim=1).values)
+        candidate = search.offer(x, y, per_case)
         if candidate is not None:
             yield candidate
     if margins:
         scores = torch.cat(margins)
-        k = min(cfg.restarts, scores.shape[0])
-        best = points[torch.topk(scores, k, largest=False).indices]
-        search.seeds = torch.cat([best, search.uniform(cfg.restarts - k)])
+        k = min((cfg.restarts + 1) // 2, scores.shape[0])
+        search.seeds = points[torch.topk(scores, k, largest=False).indices]
 
 
-def _pgd_round(search: _Search, start: torch.Tensor, deadline: Deadline) -> Iterator[Candidate]:
-    """Sign-gradient descent on the margin from ``start`` (``[R, n_in]``), projected to the box."""
-    steps = search.cfg.steps
-    base = search.cfg.step_fraction * search.width
-    x = start.detach().clone()
-    for t in range(steps + 1):
+def _targets(n_points: int, n_cases: int, round_index: int) -> torch.Tensor | None:
+    """Which case each PGD restart descends on (None: all on the min over cases).
+
+    With several cases the restarts are spread over the cases (targeted descent), plus the
+    min-over-cases objective, rotating with the round: descending on the min alone tends
+    to get stuck on whichever case is closest at the start.
+    """
+    if n_cases == 1:
+        return None
+    return (torch.arange(n_points) + round_index * n_points) % (n_cases + 1)
+
+
+def _round_start(search: _Search, round_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Starting points ``[R, n_in]`` of a PGD round and which of them get OSI first ``[R]``.
+
+    Round 0 starts from the best sampled points (no OSI) and fills up with uniform points;
+    later rounds start from uniform points only. Every uniform start gets OSI.
+    """
+    restarts = search.cfg.restarts
+    seeds = search.seeds if round_index == 0 and search.seeds is not None else None
+    n_seeds = 0 if seeds is None else seeds.shape[0]
+    fresh = search.uniform(restarts - n_seeds)
+    start = fresh if seeds is None else torch.cat([seeds, fresh])
+    osi = torch.arange(restarts, device=start.device) >= n_seeds
+    return start, osi
+
+
+def _pgd_round(search: _Search, deadline: Deadline, round_index: int) -> Iterator[Candidate]:
+    """One batched PGD round: OSI steps, then sign-gradient descent on the margins.
+
+    OSI (output-diversified initialisation): for ``osi_steps`` steps, restarts marked for
+    it ascend a random direction ``w . y`` of the output space (``w ~ U(-1, 1)``), which
+    spreads them over different regions before descending on the margin. Descent uses the
+    targeted case margins of :func:`_targets`. Every step projects onto the box.
+    """
+    cfg = search.cfg
+    x, osi = _round_start(search, round_index)
+    base = cfg.step_fraction * search.width
+    targets = _targets(x.shape[0], len(search.group.case_indices), round_index)
+    directions = None
+    total = cfg.osi_steps + cfg.steps
+    for t in range(total + 1):
         if deadline.expired():
             return
-        x.requires_grad_(t < steps)
+        x.requires_grad_(t < total)
         with torch.enable_grad():
-            y, margin, case = search.evaluate(x)
-            differentiable = margin.requires_grad
-            grad = torch.autograd.grad(margin.sum(), x)[0] if differentiable else None
+            y, per_case = search.evaluate(x)
+            loss = _pgd_loss(per_case, targets, reduce=False)
+            if t < cfg.osi_steps:
+                if directions is None:
+                    directions = search.random_directions(x.shape[0], y.shape[1])
+                loss = torch.where(osi, -(directions * y).sum(dim=1), loss)
+            loss = loss.sum()
+            grad = torch.autograd.grad(loss, x)[0] if loss.requires_grad else None
         x = x.detach()
-        candidate = search.offer(x, y.detach(), margin.detach(), case)
+        candidate = search.offer(x, y.detach(), per_case.detach())
         if candidate is not None:
             yield candidate
         if grad is None:
-            if t < steps:
+            if t < total:
                 log.debug("falsifier: model output has no gradient; skipping PGD")
             return
-        decay = 1.0 - 0.9 * t / max(1, steps - 1)
+        k = max(0, t - cfg.osi_steps)
+        decay = 1.0 - 0.9 * k / max(1, cfg.steps - 1)
         x = search.clip(x - base * decay * torch.nan_to_num(grad).sign())
+
+
+def _pgd_loss(
+    per_case: torch.Tensor, targets: torch.Tensor | None, reduce: bool = True
+) -> torch.Tensor:
+    """Each point's targeted case margin (target K: the min over cases); summed if reduce."""
+    full = torch.cat([per_case, per_case.min(dim=1, keepdim=True).values], dim=1)
+    if targets is None:
+        loss = full[:, -1]
+    else:
+        loss = full.gather(1, targets.to(per_case.device)[:, None])[:, 0]
+    return loss.sum() if reduce else loss
 
 
 def iter_candidates(
@@ -308,9 +366,7 @@ def iter_candidates(
             continue
         yield from _random_phase(search, deadline)
         for round_index in range(cfg.rounds):
-            start = search.seeds if round_index == 0 else None
-            start = search.uniform(cfg.restarts) if start is None else start
-            yield from _pgd_round(search, start, deadline)
+            yield from _pgd_round(search, deadline, round_index)
         if not deadline.expired():
             progress.groups_done += 1
     log.debug("falsifier: %s", progress)

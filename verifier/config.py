@@ -51,7 +51,9 @@ class AttackConfig:
         enabled: run the falsifier at all.
         random_points: uniform samples per spec box (the box centre is always added).
         restarts: PGD starting points per box, batched into one forward pass per step.
-        steps: PGD steps per restart round.
+        steps: PGD descent steps per restart round.
+        osi_steps: output-diversified initialisation steps before the descent, for starts
+            that do not come from the sampled points (0 disables OSI).
         step_fraction: initial sign-gradient step as a fraction of each input's box width;
             the step decays linearly to ``step_fraction / 10`` over the steps.
         rounds: PGD rounds per box (each round re-draws the starting points).
@@ -63,6 +65,7 @@ class AttackConfig:
     random_points: int = 256
     restarts: int = 16
     steps: int = 50
+    osi_steps: int = 10
     step_fraction: float = 0.1
     rounds: int = 2
     seed: int = 0
@@ -72,6 +75,7 @@ class AttackConfig:
         _require(self.random_points >= 0, "attack.random_points must be >= 0")
         _require(self.restarts >= 1, "attack.restarts must be >= 1")
         _require(self.steps >= 0, "attack.steps must be >= 0")
+        _require(self.osi_steps >= 0, "attack.osi_steps must be >= 0")
         _require(self.rounds >= 0, "attack.rounds must be >= 0")
         _require(
             math.isfinite(self.step_fraction) and self.step_fraction > 0,

@@ -181,13 +181,16 @@ class OrtChecker:
             c = np.asarray(c, dtype=np.float64)
             d = np.asarray(d, dtype=np.float64).reshape(-1)
             if c.ndim != 2 or c.shape != (d.size, y.size):
-                raise ValueError(f"case {case_index}: C has shape {c.shape}, expected "
-                                 f"({d.size}, {y.size})")
+                raise ValueError(
+                    f"case {case_index}: C has shape {c.shape}, expected ({d.size}, {y.size})"
+                )
             if np.all(c @ y <= d):
                 return Counterexample(x=xt.astype(np.float64), y=y, case_index=case_index)
         log.info("candidate rejected by onnxruntime")
         return None
 
-    def confirm_case(self, x: np.ndarray, case_index: int, case: SpecCaseLike) -> Counterexample | None:
+    def confirm_case(
+        self, x: np.ndarray, case_index: int, case: SpecCaseLike
+    ) -> Counterexample | None:
         """:meth:`confirm` for a single spec case (``lower, upper, C, d``)."""
         return self.confirm(x, case.lower, case.upper, [(case_index, case.C, case.d)])

@@ -17,9 +17,7 @@ class VnnlibError(ValueError):
         what: the bare description, without the location prefix.
     """
 
-    def __init__(
-        self, source: str, line: int | None, col: int | None, what: str
-    ) -> None:
+    def __init__(self, source: str, line: int | None, col: int | None, what: str) -> None:
         self.source = source
         self.line = line
         self.col = col

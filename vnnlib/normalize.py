@@ -20,7 +20,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from vnnlib.errors import VnnlibError
 from vnnlib.parser import ParsedVnnlib
 from vnnlib.spec import Spec, SpecCase
 from vnnlib.syntax import And, BoolExpr, InputBound, OutputRow, Truth
@@ -102,22 +101,27 @@ def to_dnf(expr: BoolExpr, limit: int = DEFAULT_MAX_CASES) -> list[Clause]:
 
 def _spec_dnf(parsed: ParsedVnnlib, limit: int) -> list[Clause]:
     """DNF of the conjunction of all assertions, with errors located at an assertion."""
+    atoms: list[Atom] = []  # top-level atomic constraints: one shared segment
     dnfs: list[list[Clause]] = []
     size = 1
-    for assertion in parsed.assertions:
+    for expr, offset in zip(parsed.assertions, parsed.assertion_offsets, strict=True):
+        kind = type(expr)
+        if kind is InputBound or kind is OutputRow:
+            atoms.append(expr)
+            continue
         try:
-            dnf = to_dnf(assertion.expr, limit)
+            dnf = to_dnf(expr, limit)
             size *= max(len(dnf), 1)
             if size > limit:
                 raise _TooManyCases(size)
         except _TooManyCases as exc:
             raise parsed.locator.error(
-                assertion.offset,
+                offset,
                 f"the disjunctive normal form has more than {limit} cases "
                 f"(at least {exc.size} at this assertion); the spec is too large",
             ) from None
         dnfs.append(dnf)
-    return _dnf_and(dnfs, limit)
+    return _dnf_and([[(tuple(atoms),)], *dnfs], limit)
 
 
 class _Part(NamedTuple):
@@ -130,33 +134,42 @@ class _Part(NamedTuple):
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
+    """Freeze ``a`` in place, first turning -0.0 into 0.0 (so equal boxes compare equal)."""
+    np.add(a, 0.0, out=a)
     a.flags.writeable = False
     return a
+
+
+def _bounds(bounds: list[InputBound], n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """The box of a list of input bounds (unbounded where no bound is given)."""
+    lower, upper = np.full(n_in, -np.inf), np.full(n_in, np.inf)
+    lo = [(b.index, b.value) for b in bounds if not b.upper]
+    hi = [(b.index, b.value) for b in bounds if b.upper]
+    if lo:
+        idx, val = zip(*lo, strict=True)
+        np.maximum.at(lower, np.array(idx, dtype=np.intp), np.array(val))
+    if hi:
+        idx, val = zip(*hi, strict=True)
+        np.minimum.at(upper, np.array(idx, dtype=np.intp), np.array(val))
+    return _readonly(lower), _readonly(upper)
+
+
+def _rows(rows: list[OutputRow], n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """``C`` and ``d`` of a list of output rows (coefficients within a row are distinct)."""
+    C = np.zeros((len(rows), n_out))
+    for i, row in enumerate(rows):
+        for j, coef in row.coeffs:
+            C[i, j] = coef
+    d = np.fromiter((row.rhs for row in rows), dtype=np.float64, count=len(rows))
+    return _readonly(C), _readonly(d)
 
 
 def _segment_part(segment: Segment, n_in: int, n_out: int) -> _Part:
     """Turn one segment's atoms into box bounds and output rows."""
     bounds = [a for a in segment if type(a) is InputBound]
     rows = [a for a in segment if type(a) is OutputRow]
-    lower = upper = C = d = None
-    if bounds:
-        lower, upper = np.full(n_in, -np.inf), np.full(n_in, np.inf)
-        lo = [(b.index, b.value) for b in bounds if not b.upper]
-        hi = [(b.index, b.value) for b in bounds if b.upper]
-        if lo:
-            idx, val = zip(*lo)
-            np.maximum.at(lower, np.array(idx, dtype=np.intp), np.array(val))
-        if hi:
-            idx, val = zip(*hi)
-            np.minimum.at(upper, np.array(idx, dtype=np.intp), np.array(val))
-        lower, upper = _readonly(lower), _readonly(upper)
-    if rows:
-        C = np.zeros((len(rows), n_out))
-        entries = [(i, j, c) for i, row in enumerate(rows) for j, c in row.coeffs]
-        if entries:
-            ri, ci, val = zip(*entries)
-            np.add.at(C, (np.array(ri, dtype=np.intp), np.array(ci, dtype=np.intp)), val)
-        C, d = _readonly(C), _readonly(np.array([row.rhs for row in rows], dtype=np.float64))
+    lower, upper = _bounds(bounds, n_in) if bounds else (None, None)
+    C, d = _rows(rows, n_out) if rows else (None, None)
     return _Part(lower, upper, C, d)
 
 
@@ -192,12 +205,12 @@ class _CaseBuilder:
         if box is not None:
             return box
         if not parts:
-            lower, upper = np.full(self.n_in, -np.inf), np.full(self.n_in, np.inf)
+            lower, upper = _bounds([], self.n_in)
+        elif len(parts) == 1:
+            lower, upper = parts[0].lower, parts[0].upper  # already read-only: share them
         else:
-            lower, upper = parts[0].lower, parts[0].upper
-        for part in parts[1:]:
-            lower, upper = np.maximum(lower, part.lower), np.minimum(upper, part.upper)
-        lower, upper = _readonly(lower), _readonly(upper)
+            lower = _readonly(np.maximum.reduce([p.lower for p in parts]))
+            upper = _readonly(np.minimum.reduce([p.upper for p in parts]))
         unbounded = None
         for name, bound in (("lower", lower), ("upper", upper)):
             bad = np.flatnonzero(~np.isfinite(bound))
@@ -210,7 +223,7 @@ class _CaseBuilder:
     def case(self, clause: Clause) -> tuple[_Box, SpecCase]:
         """The box verdict and the SpecCase of ``clause``."""
         parts = [self.part(segment) for segment in clause]
-        boxed = [(id(s), p) for s, p in zip(clause, parts) if p.lower is not None]
+        boxed = [(id(s), p) for s, p in zip(clause, parts, strict=True) if p.lower is not None]
         box = self.box([p for _, p in boxed], tuple(i for i, _ in boxed))
         rows = [p for p in parts if p.C is not None]
         if not rows:

@@ -18,7 +18,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from vnnlib.errors import VnnlibError
 from vnnlib.syntax import (
@@ -26,28 +25,28 @@ from vnnlib.syntax import (
     TERM_TYPES,
     And,
     BoolExpr,
+    InputBound,
     LinearityError,
     Or,
+    OutputRow,
     Term,
     leq,
     lin_product,
     lin_sum,
 )
 from vnnlib.tokenizer import (
-    ACMP_A,
-    ACMP_B,
-    ACMP_OP,
+    BOUND_NAME,
+    BOUND_OP,
+    BOUND_VALUE,
     CLOSE,
-    CMP_A,
-    CMP_B,
-    CMP_OP,
-    DECL_NAME,
-    DECL_TYPE,
+    FLAT_HEAD,
+    FLAT_REST,
     NUMBER,
     NUMBER_RE,
     OPEN,
     TOKEN_RE,
     Locator,
+    iter_tokens,
 )
 
 _VAR_NAME_RE = re.compile(r"([XY])_(0|[1-9][0-9]*)")
@@ -55,6 +54,10 @@ _RAW_COMMANDS = frozenset(
     {"declare-const", "declare-fun", "check-sat", "get-model", "exit"}
     | {"set-logic", "set-info", "set-option"}
 )
+
+
+class _Replay(Exception):
+    """Internal: a fused match needs the exact token-by-token path."""
 
 
 class _Empty:
@@ -66,11 +69,7 @@ class _Empty:
 _EMPTY = _Empty()
 
 
-class Assertion(NamedTuple):
-    """One top-level ``(assert ...)``: its offset in the text and its constraint."""
-
-    offset: int
-    expr: BoolExpr
+_tuple_new = tuple.__new__  # what NamedTuple.__new__ calls, minus a Python-level frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +80,9 @@ class ParsedVnnlib:
         source: name of the text (file name or ``"<string>"``).
         n_inputs: number of declared ``X_i``.
         n_outputs: number of declared ``Y_j``.
-        assertions: all top-level assertions, in text order (their conjunction holds).
+        assertions: the constraint of each top-level assertion, in text order (the
+            spec is their conjunction).
+        assertion_offsets: the text offset of each assertion (for error messages).
         input_offsets: offset of the declaration of each ``X_i`` (for error messages).
         locator: maps offsets of the text to line/column.
     """
@@ -89,7 +90,8 @@ class ParsedVnnlib:
     source: str
     n_inputs: int
     n_outputs: int
-    assertions: tuple[Assertion, ...]
+    assertions: tuple[BoolExpr, ...]
+    assertion_offsets: tuple[int, ...]
     input_offsets: tuple[int, ...]
     locator: Locator
 
@@ -144,38 +146,108 @@ class _Parser:
         self.loc = Locator(text, source)
         self.variables: dict[str, tuple[bool, int]] = {}
         self.decl_offsets: dict[str, int] = {}
-        self.assertions: list[Assertion] = []
+        self.assertions: list[BoolExpr] = []
+        self.assertion_offsets: list[int] = []
         self.stack: list[_Frame] = []
 
     def run(self) -> ParsedVnnlib:
         """Scan the whole text and return the parse result."""
         stack = self.stack
+        variables = self.variables
+        add_expr, add_offset = self.assertions.append, self.assertion_offsets.append
         for m in TOKEN_RE.finditer(self.text):
             kind = m.lastindex
             if kind is None:
                 continue
-            if kind == ACMP_B:
-                self._fused_assert(m)
+            if kind == BOUND_VALUE:
+                # Inline fast path for "(assert (OP NAME NUMBER))", most lines of real specs.
+                op, name, number = m.group(BOUND_OP, BOUND_NAME, BOUND_VALUE)
+                var = variables.get(name)
+                value = float(number)
+                if var is None or stack or value - value != 0.0:
+                    self._replay(m)
+                    continue
+                if var[0]:
+                    add_expr(_tuple_new(InputBound, (var[1], op[0] == "<", value)))
+                elif op[0] == "<":
+                    add_expr(_tuple_new(OutputRow, (((var[1], 1.0),), value)))
+                else:
+                    add_expr(_tuple_new(OutputRow, (((var[1], -1.0),), -value)))
+                add_offset(m.start())
+            elif kind == FLAT_REST:
+                self._flat(m)
             elif kind == OPEN:
-                stack.append(_Frame(m.start()))
+                stack.append(_Frame(m.end() - 1))
             elif kind == CLOSE:
-                self._close(m.start())
-            elif kind == CMP_B:
-                self._fused_compare(m)
-            elif kind == DECL_TYPE:
-                self._fused_declare(m)
+                self._close(m.start(CLOSE))
             else:
-                self._atom(kind == NUMBER, m.group(kind), m.start())
-        if stack:
-            line, col = self.loc.line_col(stack[-1].start)
-            raise self.loc.error(
-                len(self.text),
-                f"unexpected end of input: {len(stack)} unclosed '(' "
-                f"(innermost opened at line {line}, column {col})",
-            )
+                self._atom(kind == NUMBER, m.group(kind), m.start(kind))
+        self._check_closed()
         return self._finish()
 
-    # -- tokens ---------------------------------------------------------------------------
+    def _check_closed(self) -> None:
+        if self.stack:
+            line, col = self.loc.line_col(self.stack[-1].start)
+            raise self.loc.error(
+                len(self.text),
+                f"unexpected end of input: {len(self.stack)} unclosed '(' "
+                f"(innermost opened at line {line}, column {col})",
+            )
+
+    # -- fused matches -----------------------------------------------------------------------
+
+    def _replay(self, m: re.Match[str]) -> None:
+        """Process a fused match token by token: the exact path, with exact error offsets."""
+        base = m.start()
+        for token in iter_tokens(m.group()):
+            offset = base + token.offset
+            if token.kind == OPEN:
+                self.stack.append(_Frame(offset))
+            elif token.kind == CLOSE:
+                self._close(offset)
+            else:
+                self._atom(token.kind == NUMBER, token.text, offset)
+
+    def _flat(self, m: re.Match[str]) -> None:
+        """A flat list ``(HEAD ATOM ...)``; anything unusual is replayed token by token."""
+        head = m.group(FLAT_HEAD)
+        rest = m.group(FLAT_REST)
+        words = rest.split()
+        stack = self.stack
+        start = m.start()
+        try:
+            if not stack:
+                if head != "declare-const" or len(words) != 2:
+                    raise _Replay
+                name_offset = m.start(FLAT_REST) + len(rest) - len(rest.lstrip())
+                self._declare(words[0], words[1], name_offset, start)
+                return
+            handler = _OPERATORS.get(head)
+            parent = stack[-1]
+            if handler is None or parent.head is None or parent.head in _RAW_COMMANDS:
+                raise _Replay
+            frame = _Frame(start)
+            frame.head = head
+            frame.args = [self._word(word) for word in words]
+            frame.offsets = [start] * len(words)
+            value = handler(self, frame)
+        except (_Replay, VnnlibError):
+            self._replay(m)  # raises the error at its exact place, or handles the rare case
+            return
+        parent.args.append(value)
+        parent.offsets.append(start)
+
+    def _word(self, word: str) -> Term:
+        """An argument of a flat list: a declared variable or a finite number."""
+        if word in self.variables:
+            return word
+        if NUMBER_RE.fullmatch(word):
+            value = float(word)
+            if value - value == 0.0:
+                return value
+        raise _Replay
+
+    # -- plain tokens ------------------------------------------------------------------------
 
     def _atom(self, is_number: bool, text: str, offset: int) -> None:
         if not self.stack:
@@ -206,49 +278,21 @@ class _Parser:
     def _symbol(self, text: str, offset: int) -> str:
         if text in self.variables:
             return text
-        if text[0] in "0123456789." or (len(text) > 1 and text[0] in "+-" and text[1] in ".0123456789"):
+        if text[0] in "0123456789." or (
+            len(text) > 1 and text[0] in "+-" and text[1] in ".0123456789"
+        ):
             raise self.loc.error(offset, f"bad number {text!r}")
         if text in _OPERATORS or text in _COMMANDS:
             raise self.loc.error(offset, f"expected a term, found operator {text!r}")
         raise self.loc.error(offset, f"undeclared variable {text!r}")
-
-    def _fused_term(self, m: re.Match[str], group: int) -> Term:
-        text = m.group(group)
-        if text in self.variables:
-            return text
-        if NUMBER_RE.fullmatch(text):
-            return self._number(text, m.start(group))
-        return self._symbol(text, m.start(group))
-
-    def _fused_compare(self, m: re.Match[str]) -> None:
-        start = m.start()
-        if not self.stack:
-            raise self.loc.error(start, "expected a command at top level, found a comparison")
-        frame = self.stack[-1]
-        if frame.head is None:
-            raise self.loc.error(start, "expected an operator after '(', found '('")
-        terms = [self._fused_term(m, CMP_A), self._fused_term(m, CMP_B)]
-        frame.args.append(self._compare(m.group(CMP_OP), terms, m.start(CMP_OP)))
-        frame.offsets.append(start)
-
-    def _fused_assert(self, m: re.Match[str]) -> None:
-        start = m.start()
-        if self.stack:
-            raise self.loc.error(start, "'assert' is only allowed at top level")
-        terms = [self._fused_term(m, ACMP_A), self._fused_term(m, ACMP_B)]
-        expr = self._compare(m.group(ACMP_OP), terms, m.start(ACMP_OP))
-        self.assertions.append(Assertion(start, expr))
-
-    def _fused_declare(self, m: re.Match[str]) -> None:
-        if self.stack:
-            raise self.loc.error(m.start(), "'declare-const' is only allowed at top level")
-        self._declare(m.group(DECL_NAME), m.group(DECL_TYPE), m.start(DECL_NAME), m.start(DECL_TYPE))
 
     def _close(self, offset: int) -> None:
         stack = self.stack
         if not stack:
             raise self.loc.error(offset, "unbalanced ')': no matching '('")
         frame = stack.pop()
+        if stack and stack[-1].head is None:
+            raise self.loc.error(frame.start, "expected an operator after '(', found '('")
         head = frame.head
         if head is None:
             if not stack or stack[-1].head != "declare-fun":
@@ -256,7 +300,9 @@ class _Parser:
             value: object = _EMPTY
         elif head in _OPERATORS:
             if not stack:
-                raise self.loc.error(frame.start, f"expected a command at top level, found {head!r}")
+                raise self.loc.error(
+                    frame.start, f"expected a command at top level, found {head!r}"
+                )
             value = _OPERATORS[head](self, frame)
         elif stack:
             raise self.loc.error(frame.start, f"{head!r} is only allowed at top level")
@@ -273,21 +319,23 @@ class _Parser:
             raise self.loc.error(
                 frame.start, f"{frame.head!r} expects at least {minimum} argument(s) ({what})"
             )
-        for arg, offset in zip(frame.args, frame.offsets):
+        for arg, offset in zip(frame.args, frame.offsets, strict=True):
             if not isinstance(arg, types):
                 raise self.loc.error(
                     offset, f"{frame.head!r} expects {what}, found {describe(arg)}"
                 )
 
     def _compare(self, op: str, terms: list[Term], op_offset: int) -> BoolExpr:
-        pairs = zip(terms[:-1], terms[1:])
+        pairs = zip(terms[:-1], terms[1:], strict=True)
         try:
             if op in ("<=", "<"):
                 atoms = [leq(a, b, self.variables) for a, b in pairs]
             elif op in (">=", ">"):
                 atoms = [leq(b, a, self.variables) for a, b in pairs]
             else:
-                atoms = [And((leq(a, b, self.variables), leq(b, a, self.variables))) for a, b in pairs]
+                atoms = [
+                    And((leq(a, b, self.variables), leq(b, a, self.variables))) for a, b in pairs
+                ]
         except LinearityError as exc:
             raise self.loc.error(op_offset, str(exc)) from None
         return atoms[0] if len(atoms) == 1 else And(tuple(atoms))
@@ -326,13 +374,16 @@ class _Parser:
         self._check(frame, BOOL_TYPES, "one constraint", 1)
         if len(frame.args) != 1:
             raise self.loc.error(frame.offsets[1], "'assert' expects exactly one constraint")
-        self.assertions.append(Assertion(frame.start, frame.args[0]))
+        self.assertions.append(frame.args[0])
+        self.assertion_offsets.append(frame.start)
 
     def _cmd_declare(self, frame: _Frame) -> None:
         args = frame.args
         fun = frame.head == "declare-fun"
         shape = [str, _Empty, str] if fun else [str, str]
-        if len(args) != len(shape) or not all(isinstance(a, t) for a, t in zip(args, shape)):
+        if len(args) != len(shape) or not all(
+            isinstance(a, t) for a, t in zip(args, shape, strict=True)
+        ):
             usage = "(declare-fun NAME () Real)" if fun else "(declare-const NAME Real)"
             raise self.loc.error(frame.start, f"malformed declaration; expected {usage}")
         self._declare(args[0], args[-1], frame.offsets[0], frame.offsets[-1])
@@ -373,6 +424,7 @@ class _Parser:
             n_inputs=len(inputs),
             n_outputs=len(outputs),
             assertions=tuple(self.assertions),
+            assertion_offsets=tuple(self.assertion_offsets),
             input_offsets=tuple(inputs),
             locator=self.loc,
         )

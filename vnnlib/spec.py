@@ -80,9 +80,13 @@ class SpecCase:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SpecCase):
             return NotImplemented
-        return all(
-            np.array_equal(getattr(self, f), getattr(other, f)) for f in ("lower", "upper", "C", "d")
-        ) and self.C.shape == other.C.shape
+        return (
+            all(
+                np.array_equal(getattr(self, f), getattr(other, f))
+                for f in ("lower", "upper", "C", "d")
+            )
+            and self.C.shape == other.C.shape
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -146,7 +150,7 @@ class Spec:
                     boxes.append((case.lower, case.upper))
                     members.append([])
             members[g].append((case.C, case.d))
-        return tuple((lo, hi, tuple(m)) for (lo, hi), m in zip(boxes, members))
+        return tuple((lo, hi, tuple(m)) for (lo, hi), m in zip(boxes, members, strict=True))
 
     def find_violated_case(self, x: np.ndarray, y: np.ndarray, atol: float = 0.0) -> int | None:
         """Index of the first case that ``(x, y)`` violates within ``atol``, else None."""
@@ -165,7 +169,7 @@ class Spec:
             and self.n_outputs == other.n_outputs
             and self.source == other.source
             and len(self.cases) == len(other.cases)
-            and all(a == b for a, b in zip(self.cases, other.cases))
+            and all(a == b for a, b in zip(self.cases, other.cases, strict=True))
         )
 
     __hash__ = None  # type: ignore[assignment]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 
 class Lin(NamedTuple):
@@ -27,7 +27,7 @@ class Lin(NamedTuple):
     const: float
 
 
-Term = Union[float, str, Lin]
+Term = float | str | Lin
 
 
 class InputBound(NamedTuple):
@@ -63,7 +63,7 @@ class Or(NamedTuple):
     children: tuple[BoolExpr, ...]
 
 
-BoolExpr = Union[InputBound, OutputRow, Truth, And, Or]
+BoolExpr = InputBound | OutputRow | Truth | And | Or
 BOOL_TYPES = (InputBound, OutputRow, Truth, And, Or)
 TERM_TYPES = (float, str, Lin)
 
@@ -94,11 +94,16 @@ def lin_sum(terms: list[Term], signs: list[float]) -> Lin:
     """Return ``sum(sign * term)``."""
     coeffs: dict[str, float] = {}
     const = 0.0
-    for term, sign in zip(terms, signs):
-        lin = as_lin(term)
-        for name, coef in lin.coeffs.items():
-            coeffs[name] = coeffs.get(name, 0.0) + sign * coef
-        const += sign * lin.const
+    for term, sign in zip(terms, signs, strict=True):
+        kind = type(term)
+        if kind is str:
+            coeffs[term] = coeffs.get(term, 0.0) + sign
+        elif kind is float:
+            const += sign * term
+        else:
+            for name, coef in term.coeffs.items():
+                coeffs[name] = coeffs.get(name, 0.0) + sign * coef
+            const += sign * term.const
     return Lin(coeffs, const)
 
 
@@ -111,9 +116,9 @@ def lin_product(terms: list[Term]) -> Term:
     scale = 1.0
     var_term: Term | None = None
     for i, term in enumerate(terms):
-        if isinstance(term, float):
+        if type(term) is float:
             scale *= term
-        elif isinstance(term, Lin) and not term.coeffs:
+        elif type(term) is Lin and not term.coeffs:
             scale *= term.const
         elif var_term is None:
             var_term = term
@@ -121,8 +126,9 @@ def lin_product(terms: list[Term]) -> Term:
             raise LinearityError("non-linear term: product of two non-constant factors", i)
     if var_term is None:
         return scale
-    lin = as_lin(var_term)
-    return Lin({k: scale * v for k, v in lin.coeffs.items()}, scale * lin.const)
+    if type(var_term) is str:
+        return Lin({var_term: scale}, 0.0)
+    return Lin({k: scale * v for k, v in var_term.coeffs.items()}, scale * var_term.const)
 
 
 def leq(a: Term, b: Term, variables: dict[str, tuple[bool, int]]) -> BoolExpr:

@@ -1,15 +1,17 @@
 """S-expression tokens for VNN-LIB, with offsets that map to line/column lazily.
 
-The scanner is one compiled regular expression used with ``finditer``; each match is one
-token, or a run of whitespace/comments (a match without a capturing group). Every
-character of the text belongs to some match, so nothing is skipped silently. The
-expression has no nested quantifiers, so scanning is linear in the text length.
+The scanner is one compiled regular expression used with ``finditer``; each match is
+leading whitespace followed by one token, or by a comment (a match without a capturing
+group). Every character except trailing whitespace belongs to some match, so nothing is
+skipped silently. The expression has no nested quantifiers, so scanning is linear in the
+text length.
 
-Three *fused* alternatives recognise the most frequent statements in one match:
-``(declare-const NAME TYPE)``, ``(assert (OP A B))`` and ``(OP A B)`` where ``OP`` is a
-comparison and ``A``/``B`` are atoms. They are purely an optimisation: a text they match
-means the same as the same text scanned as separate parenthesis/atom tokens, and
-``iter_tokens(fused=False)`` gives the plain token stream.
+Two *fused* alternatives recognise frequent shapes in one match: a top-level bound
+``(assert (OP NAME NUMBER))`` (most lines of real specs), and a *flat list*
+``(HEAD ATOM ...)`` without nested parentheses or comments (declarations, simple
+comparisons, ``(* -1 Y_3)``). They are purely an optimisation: the text they match means
+the same as that text scanned as separate parenthesis/atom tokens, which is what
+``iter_tokens`` yields and what the parser falls back to for anything unusual.
 
 Line and column numbers are never computed while scanning. A ``Locator`` turns an offset
 into ``(line, col)`` on demand, which only happens when an error is reported.
@@ -29,35 +31,28 @@ NUMBER_PATTERN = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 NUMBER_RE = re.compile(NUMBER_PATTERN)
 
 _ATOM = r"([^\s();]+)"
-_END = r"(?![^\s();])"  # a token ends at whitespace, a parenthesis, a comment or EOF
-_WS = r"(?:\s|;[^\n]*)"
-_CMP = r"(<=|>=|<|>)"
+_END = r"(?![^\s();])"  # a number ends at whitespace, a parenthesis, a comment or EOF
 
 # Capturing-group numbers; ``match.lastindex`` identifies the token kind.
-DECL_NAME, DECL_TYPE = 1, 2  # fused (declare-const NAME TYPE)
-ACMP_OP, ACMP_A, ACMP_B = 3, 4, 5  # fused (assert (OP A B))
-CMP_OP, CMP_A, CMP_B = 6, 7, 8  # fused (OP A B)
-OPEN = 9
-CLOSE = 10
-NUMBER = 11
-SYMBOL = 12
+BOUND_OP, BOUND_NAME, BOUND_VALUE = 1, 2, 3  # fused (assert (OP NAME NUMBER))
+FLAT_HEAD, FLAT_REST = 4, 5  # fused (HEAD ATOM ...): the head and the rest of the atoms
+OPEN = 6  # an empty group right after the "(" (so the "(" is at ``match.end() - 1``)
+CLOSE = 7
+NUMBER = 8
+SYMBOL = 9
 
-_PLAIN = rf"{_WS}+|(\()|(\))|({NUMBER_PATTERN}){_END}|{_ATOM}"
-_FUSED_DECL = rf"\({_WS}*declare-const{_WS}+{_ATOM}{_WS}+{_ATOM}{_WS}*\)"
-_FUSED_CMP = rf"\({_WS}*{_CMP}{_WS}+{_ATOM}{_WS}+{_ATOM}{_WS}*\)"
-_FUSED_ACMP = rf"\({_WS}*assert{_WS}*{_FUSED_CMP}{_WS}*\)"
+_BOUND = rf"\s*assert\s*\(\s*(<=|>=|<|>)\s+{_ATOM}\s+({NUMBER_PATTERN})\s*\)"
+_FLAT = r"\s*([^\s();]+)((?:\s+[^\s();]+)*)"
 
-#: The scanner used by the parser (fused alternatives first, then plain tokens).
+#: The scanner: leading whitespace, then one token (or fused statement), or a comment
+#: (a match without groups). Only whitespace at the very end of the text is not matched.
 TOKEN_RE = re.compile(
-    rf"{_FUSED_DECL}|{_FUSED_ACMP}|{_FUSED_CMP}|{_PLAIN.replace(_WS + '+|', '', 1)}"
-    rf"|{_WS}+"
+    rf"\s*(?:\((?:(?:{_BOUND}|{_FLAT})\s*\)|())|(\))|({NUMBER_PATTERN}){_END}|{_ATOM}|;[^\n]*)"
 )
-#: The scanner without fused alternatives; its groups are numbered as in ``TOKEN_RE``.
-PLAIN_RE = re.compile(r"(?!)()()()()()()()()" + rf"|{_PLAIN}")
-
-assert TOKEN_RE.groups == SYMBOL and PLAIN_RE.groups == SYMBOL  # noqa: S101
 
 _KIND_NAMES = {OPEN: "(", CLOSE: ")", NUMBER: "number", SYMBOL: "symbol"}
+_PLAIN_RE = re.compile(rf"\s*(?:(\()|(\))|({NUMBER_PATTERN}){_END}|{_ATOM}|;[^\n]*)")
+_PLAIN_KINDS = (None, OPEN, CLOSE, NUMBER, SYMBOL)
 
 
 class Token(NamedTuple):
@@ -75,10 +70,13 @@ class Token(NamedTuple):
 
 def iter_tokens(text: str) -> Iterator[Token]:
     """Yield the plain tokens of ``text`` (comments and whitespace dropped)."""
-    for m in PLAIN_RE.finditer(text):
-        kind = m.lastindex
-        if kind is not None:
-            yield Token(kind, m.group(kind), m.start())
+    for m in _PLAIN_RE.finditer(text):
+        group = m.lastindex
+        if group is not None:
+            yield Token(_PLAIN_KINDS[group], m.group(group), m.start(group))
+
+
+_SPACE_RE = re.compile(r"\s*")
 
 
 class Locator:
@@ -103,6 +101,11 @@ class Locator:
         return line + 1, offset - line_start + 1
 
     def error(self, offset: int, what: str) -> VnnlibError:
-        """Build a VnnlibError located at ``offset`` (the caller raises it)."""
-        line, col = self.line_col(offset)
+        """Build a VnnlibError located at ``offset`` (the caller raises it).
+
+        Whitespace at ``offset`` is skipped first, so the offset of a match that begins
+        with leading whitespace locates the token itself.
+        """
+        m = _SPACE_RE.match(self._text, offset)
+        line, col = self.line_col(m.end() if m else offset)
         return VnnlibError(self.source, line, col, what)

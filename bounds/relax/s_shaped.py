@@ -1,10 +1,354 @@
-"""Placeholder: relaxations are being written."""
+"""Relaxations of the S-shaped ops Sigmoid, Tanh, Erf and of Gelu (exact and tanh form).
+
+All are built on :mod:`bounds.relax.tangents`: a slope is chosen, then the bias is the exact,
+rigorously bounded extremum of ``f(x) - a x`` over ``[l, u]``, so every slope (hence every
+``alpha``) is sound. ``alpha = [p_lower, p_upper]`` are relative slopes in ``[0, 1]`` over the
+range of ``f'`` on ``[l, u]``.
+
+Sigmoid / Tanh / Erf (convex on ``x <= 0``, concave on ``x >= 0``; REFERENCE §1.d S-shape
+rules for the default):
+
+* ``u <= 0``: lower = tangent at the midpoint, upper = chord;
+* ``l >= 0``: lower = chord, upper = tangent at the midpoint;
+* ``l < 0 < u``: lower = chord if it stays below ``f`` (``k <= f'(l)``), else the tangent at
+  ``d_L(u) <= 0``, the tangent point whose tangent passes through ``(u, f(u))``; upper
+  symmetric with ``d_U(l) = -d_L(-l)``. ``d_L`` comes from 60 bisection steps on
+  ``[max(-u, -cap), 0]`` keeping the valid end (the tangent stays below ``f(u)``).
+
+Stationary points of ``f(x) - a x`` have closed forms (``f'`` is even and decreasing in
+``|x|``), so the exact bias costs a few elementwise operations.
+
+Gelu (``x * Phi(x)``, or ``x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))``): concave on
+``(-inf, -p]``, convex on ``[-p, p]``, concave on ``[p, inf)`` with ``p = sqrt(2)`` (exact form)
+or ``p = 1.41850...`` (tanh form), minimum at ``x ~ -0.7518``. Default slopes are the supporting
+lines of the convex/concave hull of ``f`` over ``[l, u]`` at the midpoint (tangent points found
+by bisection; chord when no tangent touches); exact biases use bisection on the three pieces
+(``|x| <= 40``; beyond, ``f'`` is within 1e-300 of 0 or 1, so ``f - a x`` is monotone there).
+
+Infinite bounds give constant lines at the exact interval (``+inf`` upper bias for Gelu when
+``u = +inf``).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from .base import UnaryRelaxation
+import torch
+from torch import Tensor
 
-RELAXATIONS: dict[str, Callable[[Mapping[str, Any]], UnaryRelaxation]] = {}
+from .base import UnaryRelaxation
+from .tangents import (
+    INF,
+    Fn,
+    Pair,
+    Piece,
+    SlopeFamily,
+    SmoothShape,
+    bisect,
+    build_relaxation,
+    chord_slope,
+    offset_range,
+    tangent_gap,
+    touch_point,
+)
+
+_TINY = 1e-300
+_SQRT_PI = math.sqrt(math.pi)
+_TANH_C = 2.0 * math.sqrt(2.0 / math.pi)
+_TANH_A = 0.044715
+_GELU_CAP = 40.0
+_STEPS_DEFAULT = 60
+
+
+# --------------------------------------------------------------------------- S-shaped
+@dataclass(frozen=True)
+class SFunction:
+    """An S-shaped function with inflection at 0 and ``f(x) + f(-x) = 2 f(0)``.
+
+    Attributes:
+        f, df: function and derivative (float64).
+        root: ``x >= 0`` with ``f'(x) = a`` for ``a`` in ``(0, f'(0)]`` (clamped inside).
+        cap: ``|d_L|`` search limit; beyond it ``f'`` underflows in float64.
+    """
+
+    f: Fn
+    df: Fn
+    root: Fn
+    cap: float
+
+
+def _sigmoid_df(x: Tensor) -> Tensor:
+    return torch.sigmoid(x) * torch.sigmoid(-x)
+
+
+def _sigmoid_root(a: Tensor) -> Tensor:
+    a = a.clamp(_TINY, 0.25)
+    return 2.0 * torch.acosh((0.5 / a.sqrt()).clamp(min=1.0))
+
+
+def _tanh_df(x: Tensor) -> Tensor:
+    return torch.cosh(x).pow(-2)
+
+
+def _tanh_root(a: Tensor) -> Tensor:
+    a = a.clamp(_TINY, 1.0)
+    return torch.acosh((1.0 / a.sqrt()).clamp(min=1.0))
+
+
+def _erf_df(x: Tensor) -> Tensor:
+    return (2.0 / _SQRT_PI) * torch.exp(-x * x)
+
+
+def _erf_root(a: Tensor) -> Tensor:
+    a = a.clamp(_TINY, 2.0 / _SQRT_PI)
+    return torch.log(2.0 / (_SQRT_PI * a)).clamp(min=0.0).sqrt()
+
+
+SIGMOID = SFunction(torch.sigmoid, _sigmoid_df, _sigmoid_root, 750.0)
+TANH = SFunction(torch.tanh, _tanh_df, _tanh_root, 375.0)
+ERF = SFunction(torch.erf, _erf_df, _erf_root, 30.0)
+
+
+def _s_shape(fun: SFunction) -> SmoothShape:
+    """Curvature pieces of an S-shaped function (closed-form stationary points)."""
+    return SmoothShape(
+        f=fun.f,
+        df=fun.df,
+        pieces=(
+            Piece(-INF, 0.0, True, lambda a: -fun.root(a)),
+            Piece(0.0, INF, False, fun.root),
+        ),
+        knots=(0.0,),
+    )
+
+
+def d_lower(fun: SFunction, u: Tensor) -> Tensor:
+    """``d_L(u)``: the tangent point ``t <= 0`` whose tangent passes through ``(u, f(u))``.
+
+    For ``u > 0``; tangents at ``t <= d_L`` stay below ``f`` on ``(-inf, u]``. The returned
+    point is the bisection end on the valid side (``t <= d_L`` up to float64 rounding).
+    """
+    lo = torch.maximum(-u, torch.full_like(u, -fun.cap))
+    lo, _ = touch_point(fun.f, fun.df, u, lo, torch.zeros_like(u), True, _STEPS_DEFAULT)
+    return lo
+
+
+def _s_default(fun: SFunction, l: Tensor, u: Tensor) -> Pair:
+    """Default (lower, upper) slopes of the S-shape rules."""
+    m = 0.5 * (l + u)
+    k = chord_slope(fun.f, fun.df, l, u)
+    dfm = fun.df(m)
+    cross = (l < 0) & (u > 0)
+    one = torch.ones_like(u)
+    t_lo = d_lower(fun, torch.where(cross, u, one))
+    t_up = d_lower(fun, torch.where(cross, -l, one))
+    low_cross = torch.where(k <= fun.df(l), k, fun.df(t_lo))
+    up_cross = torch.where(k <= fun.df(u), k, fun.df(t_up))
+    low = torch.where(u <= 0, dfm, torch.where(l >= 0, k, low_cross))
+    up = torch.where(u <= 0, k, torch.where(l >= 0, dfm, up_cross))
+    return low, up
+
+
+def _s_slope_range(fun: SFunction, l: Tensor, u: Tensor) -> Pair:
+    """Range of ``f'`` on ``[l, u]``: largest at the point nearest 0."""
+    top = fun.df(torch.minimum(l.clamp(min=0.0), u))
+    return torch.minimum(fun.df(l), fun.df(u)), top
+
+
+def _s_family(fun: SFunction, limits: tuple[float, float]) -> SlopeFamily:
+    shape = _s_shape(fun)
+    return SlopeFamily(
+        interval=lambda l, u: (fun.f(l), fun.f(u)),
+        slope_range=lambda l, u: _s_slope_range(fun, l, u),
+        default_slopes=lambda l, u: _s_default(fun, l, u),
+        offsets=lambda a_lo, a_up, l, u: offset_range(shape, a_lo, a_up, l, u),
+        limits=limits,
+    )
+
+
+# --------------------------------------------------------------------------- Gelu
+@dataclass(frozen=True)
+class GeluForm:
+    """One Gelu variant: function, derivative, inflection ``±p``, minimum ``(xmin, fmin)``."""
+
+    f: Fn
+    df: Fn
+    p: float
+    xmin: float
+    fmin: float
+
+
+def _gelu_f(x: Tensor) -> Tensor:
+    return x * (0.5 * torch.special.erfc(-x / math.sqrt(2.0)))
+
+
+def _gelu_df(x: Tensor) -> Tensor:
+    cdf = 0.5 * torch.special.erfc(-x / math.sqrt(2.0))
+    return cdf + x * torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+def _tanh_gelu_f(x: Tensor) -> Tensor:
+    return x * torch.sigmoid(_TANH_C * (x + _TANH_A * x.pow(3)))
+
+
+def _tanh_gelu_df(x: Tensor) -> Tensor:
+    xc = x.clamp(-100.0, 100.0)
+    z = _TANH_C * (xc + _TANH_A * xc.pow(3))
+    s = torch.sigmoid(z)
+    return s + xc * s * torch.sigmoid(-z) * _TANH_C * (1.0 + 3.0 * _TANH_A * xc * xc)
+
+
+GELU = GeluForm(
+    _gelu_f, _gelu_df, math.sqrt(2.0), -0.7517915246935645, -0.16997120747990366
+)
+GELU_TANH = GeluForm(
+    _tanh_gelu_f, _tanh_gelu_df, 1.4185040087908284, -0.7524614220710163, -0.17004075057125405
+)
+
+
+def _gelu_shape(g: GeluForm) -> SmoothShape:
+    """Gelu's three curvature pieces, capped at ``|x| = 40`` (monotone tails beyond)."""
+    return SmoothShape(
+        f=g.f,
+        df=g.df,
+        pieces=(
+            Piece(-_GELU_CAP, -g.p, False),
+            Piece(-g.p, g.p, True),
+            Piece(g.p, _GELU_CAP, False),
+        ),
+        knots=(-_GELU_CAP, -g.p, g.p, _GELU_CAP),
+    )
+
+
+def _pin(c: float, l: Tensor, u: Tensor) -> Tensor:
+    """The constant ``c`` clamped into ``[l, u]`` (``l <= u``)."""
+    return torch.minimum(l.clamp(min=c), u)
+
+
+def _gelu_lower_default(g: GeluForm, l: Tensor, u: Tensor, k: Tensor) -> Tensor:
+    """Slope of the lower convex hull of Gelu on ``[l, u]`` at the midpoint.
+
+    The hull follows ``f`` on ``[t1, t2]`` inside the convex piece and is straight outside:
+    ``t1`` is where the tangent through ``(l, f(l))`` touches (``l`` itself if ``l >= -p``),
+    ``t2`` where the one through ``(u, f(u))`` touches. Chord when no such tangent exists.
+    """
+    s0, s1 = _pin(-g.p, l, u), _pin(g.p, l, u)
+    _, t1 = touch_point(g.f, g.df, l, s0, s1, False, _STEPS_DEFAULT)
+    t1 = torch.where(l >= -g.p, s0, t1)
+    t2, _ = touch_point(g.f, g.df, u, s0, s1, True, _STEPS_DEFAULT)
+    t2 = torch.where(u <= g.p, s1, t2)
+    ok = (u > -g.p) & (l < g.p) & (t1 <= t2)
+    ok = ok & ((l >= -g.p) | (tangent_gap(g.f, g.df, t1, l) <= 0))
+    ok = ok & ((u <= g.p) | (tangent_gap(g.f, g.df, t2, u) <= 0))
+    m = 0.5 * (l + u)
+    return torch.where(ok, g.df(torch.minimum(torch.maximum(m, t1), t2)), k)
+
+
+def _gelu_upper_default(g: GeluForm, l: Tensor, u: Tensor, k: Tensor) -> Tensor:
+    """Slope of the upper concave hull of Gelu on ``[l, u]`` at the midpoint.
+
+    When ``u > p`` the hull touches only the right concave piece, from ``r1`` (tangent through
+    ``(l, f(l))``) on; when ``l < -p`` and ``u <= p`` only the left one, up to ``r2`` (tangent
+    through ``(u, f(u))``); inside ``[-p, p]`` it is the chord.
+    """
+    m = 0.5 * (l + u)
+    c0 = _pin(g.p, l, u)
+    c1 = _pin(_GELU_CAP, l, u).clamp(min=c0)
+    _, r1 = touch_point(g.f, g.df, l, c0, c1, True, _STEPS_DEFAULT)
+    r1 = torch.where(l >= g.p, l, r1)
+    ok_c = (u > g.p) & ((l >= g.p) | (tangent_gap(g.f, g.df, r1, l) >= 0))
+    a0, a1 = _pin(-_GELU_CAP, l, u), _pin(-g.p, l, u)
+    r2, _ = touch_point(g.f, g.df, u, a0, a1, False, _STEPS_DEFAULT)
+    r2 = torch.where(u <= -g.p, u, r2)
+    ok_a = (l < -g.p) & (u <= g.p) & ((u <= -g.p) | (tangent_gap(g.f, g.df, r2, u) >= 0))
+    right = g.df(torch.minimum(torch.maximum(m, r1), u))
+    left = g.df(torch.minimum(torch.maximum(m, l), r2))
+    return torch.where(ok_c, right, torch.where(ok_a, left, k))
+
+
+def _gelu_default(g: GeluForm, l: Tensor, u: Tensor) -> Pair:
+    k = chord_slope(g.f, g.df, l, u)
+    return _gelu_lower_default(g, l, u, k), _gelu_upper_default(g, l, u, k)
+
+
+def _gelu_value(g: GeluForm, x: Tensor) -> Tensor:
+    """``f(x)`` with the limits ``f(-inf) = 0`` and ``f(inf) = inf``."""
+    fin = torch.isfinite(x)
+    val = g.f(torch.where(fin, x, 0.0))
+    return torch.where(fin, val, torch.where(x > 0, INF, 0.0))
+
+
+def _gelu_interval(g: GeluForm, l: Tensor, u: Tensor) -> Pair:
+    """Exact range: decreasing before ``xmin``, increasing after."""
+    fl, fu = _gelu_value(g, l), _gelu_value(g, u)
+    inside = (l <= g.xmin) & (u >= g.xmin)
+    lo = torch.where(inside, torch.full_like(fl, g.fmin), torch.minimum(fl, fu))
+    return lo, torch.maximum(fl, fu)
+
+
+def _gelu_slope_range(g: GeluForm, l: Tensor, u: Tensor) -> Pair:
+    """Range of ``f'`` on ``[l, u]``: ``f'`` has its minimum at ``-p`` and maximum at ``p``."""
+    dl, du = g.df(l), g.df(u)
+    lo = torch.minimum(torch.minimum(dl, du), g.df(_pin(-g.p, l, u)))
+    hi = torch.maximum(torch.maximum(dl, du), g.df(_pin(g.p, l, u)))
+    return lo, hi
+
+
+def _gelu_family(g: GeluForm) -> SlopeFamily:
+    shape = _gelu_shape(g)
+    return SlopeFamily(
+        interval=lambda l, u: _gelu_interval(g, l, u),
+        slope_range=lambda l, u: _gelu_slope_range(g, l, u),
+        default_slopes=lambda l, u: _gelu_default(g, l, u),
+        offsets=lambda a_lo, a_up, l, u: offset_range(shape, a_lo, a_up, l, u),
+        fscale=1.0,
+    )
+
+
+# --------------------------------------------------------------------------- factories
+def _approximate(attrs: Mapping[str, Any]) -> str:
+    """The Gelu ``approximate`` attribute as a lower-case string (``none`` by default)."""
+    value = attrs.get("approximate", "none")
+    if isinstance(value, bytes):
+        value = value.decode()
+    value = str(value).lower()
+    if value not in ("none", "tanh"):
+        raise ValueError(f"Gelu: unsupported approximate={value!r} (expected 'none' or 'tanh')")
+    return value
+
+
+def sigmoid_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
+    """Sigmoid: S-shape rules, range ``[0, 1]``."""
+    return build_relaxation("Sigmoid", torch.sigmoid, _s_family(SIGMOID, (0.0, 1.0)))
+
+
+def tanh_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
+    """Tanh: S-shape rules, range ``[-1, 1]``."""
+    return build_relaxation("Tanh", torch.tanh, _s_family(TANH, (-1.0, 1.0)))
+
+
+def erf_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
+    """Erf: S-shape rules, range ``[-1, 1]``."""
+    return build_relaxation("Erf", torch.erf, _s_family(ERF, (-1.0, 1.0)))
+
+
+def gelu_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
+    """Gelu, exact (``approximate='none'``) or tanh form (``approximate='tanh'``)."""
+    approx = _approximate(attrs)
+    form = GELU_TANH if approx == "tanh" else GELU
+
+    def fn(x: Tensor) -> Tensor:
+        return torch.nn.functional.gelu(x, approximate=approx)
+
+    return build_relaxation("Gelu", fn, _gelu_family(form))
+
+
+RELAXATIONS: dict[str, Callable[[Mapping[str, Any]], UnaryRelaxation]] = {
+    "Sigmoid": sigmoid_relaxation,
+    "Tanh": tanh_relaxation,
+    "Erf": erf_relaxation,
+    "Gelu": gelu_relaxation,
+}

@@ -1,8 +1,9 @@
 """Export zoo networks to ONNX and write their VNN-LIB specifications.
 
-``python -m models.zoo [--out DIR] [--only NAME ...]`` (or ``python -m models.zoo.export``)
-regenerates the shipped files ``<name>.onnx`` and ``<name>.vnnlib`` (default: the
-packaged ``models/zoo_data`` directory).
+``python -m models.zoo [--out DIR] [--only NAME ...]`` regenerates the shipped files
+``<name>.onnx`` and ``<name>.vnnlib`` (default: the packaged ``models/zoo_data``
+directory). ``python -m models.zoo.export`` works too, but Python's runpy then warns that
+the module was already imported by the package (``models.zoo`` re-exports ``export``).
 
 Exports use the ``torch.export``-based exporter (``dynamo=True``) at opset 18, with the
 graph input named ``"input"`` and the output ``"output"``. Exporter metadata (stack
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -93,17 +95,23 @@ def _quiet_exporter() -> Iterator[None]:
                 lg.setLevel(level)
 
 
+def _clear(message: object) -> None:
+    """Empty ``doc_string`` and ``metadata_props`` of a proto where it has those fields."""
+    fields = message.DESCRIPTOR.fields_by_name  # type: ignore[attr-defined]
+    if "doc_string" in fields:
+        message.doc_string = ""  # type: ignore[attr-defined]
+    if "metadata_props" in fields:  # absent before onnx 1.16
+        message.ClearField("metadata_props")  # type: ignore[attr-defined]
+
+
 def _strip_graph(graph: onnx.GraphProto) -> None:
     """Clear doc strings and metadata on a graph, its values, nodes and subgraphs."""
-    graph.doc_string = ""
-    graph.ClearField("metadata_props")
+    _clear(graph)
     for seq in (graph.input, graph.output, graph.value_info, graph.initializer):
         for item in seq:
-            item.doc_string = ""
-            item.ClearField("metadata_props")
+            _clear(item)
     for node in graph.node:
-        node.doc_string = ""
-        node.ClearField("metadata_props")
+        _clear(node)
         for attr in node.attribute:
             if attr.HasField("g"):
                 _strip_graph(attr.g)
@@ -115,15 +123,12 @@ def strip_metadata(model: onnx.ModelProto) -> onnx.ModelProto:
     """Remove exporter metadata (stack traces, versions, doc strings) in place; return it."""
     model.producer_name = PRODUCER
     model.producer_version = ""
-    model.doc_string = ""
-    model.ClearField("metadata_props")
+    _clear(model)
     _strip_graph(model.graph)
     for function in model.functions:
-        function.doc_string = ""
-        function.ClearField("metadata_props")
+        _clear(function)
         for node in function.node:
-            node.doc_string = ""
-            node.ClearField("metadata_props")
+            _clear(node)
     return model
 
 
@@ -156,10 +161,10 @@ def op_types(model: onnx.ModelProto) -> list[str]:
 
 # --------------------------------------------------------------------------- specs
 def _predict(model: nn.Module, x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Outputs ``[K, n_out]`` of ``model`` for ``K`` inputs given as rows of ``x``."""
+    """Outputs ``[K, n_out]`` (float64) of ``model`` for ``K`` inputs given as rows of ``x``."""
+    batch = torch.from_numpy(x.astype(np.float32).reshape(len(x), *input_shape[1:]))
     with torch.no_grad():
-        rows = [model(torch.from_numpy(r.astype(np.float32).reshape(input_shape))) for r in x]
-    return torch.cat([r.reshape(1, -1) for r in rows]).double().numpy()
+        return model(batch).reshape(len(x), -1).double().numpy()
 
 
 def _robustness_text(entry: ZooEntry, model: nn.Module) -> str:
@@ -182,13 +187,18 @@ def _robustness_text(entry: ZooEntry, model: nn.Module) -> str:
 
 
 def _residual_text(entry: ZooEntry, model: nn.Module) -> str:
-    """ACOPF spec: box around the nominal state, tolerance 1.5x the sampled max residual."""
+    """ACOPF spec: box around the nominal state; tolerance 1.5x the largest |residual|.
+
+    The largest residual is taken over the box's corners and seeded uniform samples (on
+    such a small box the residuals are nearly linear, so corners dominate).
+    """
     if not isinstance(model, PowerFlowResidual):
         raise TypeError(f"{entry.name}: residual specs need a PowerFlowResidual module")
     state = acopf_nominal_state(entry.input_shape[-1] // 2, seed=entry.seed)
     lower, upper = state - entry.eps, state + entry.eps
     rng = np.random.default_rng(entry.seed)
-    samples = rng.uniform(lower, upper, (4096, state.size))
+    corners = np.array(list(itertools.product(*zip(lower, upper, strict=True))))
+    samples = np.concatenate([corners, rng.uniform(lower, upper, (1024, state.size))])
     residual = np.abs(_acopf_residuals(model, samples)).max(axis=0)
     tol = np.array([float(f"{1.5 * r:.2g}") for r in residual])
     comment = (
@@ -235,7 +245,9 @@ def export(name: str, out_dir: str | Path, *, with_spec: bool = True) -> Path:
     path = out / f"{entry.name}.onnx"
     onnx.save_model(proto, path)
     if with_spec:
-        (out / f"{entry.name}.vnnlib").write_text(make_spec(name, model))
+        (out / f"{entry.name}.vnnlib").write_text(
+            make_spec(name, model), encoding="ascii", newline="\n"
+        )
     return path
 
 
@@ -246,9 +258,20 @@ def export_all(out_dir: str | Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: export the zoo and print one summary line per network."""
-    parser = argparse.ArgumentParser(prog="python -m models.zoo", description=__doc__)
-    parser.add_argument("--out", type=Path, default=data_dir(), help="output directory")
-    parser.add_argument("--only", action="append", choices=list(ZOO), help="export only NAME")
+    parser = argparse.ArgumentParser(
+        prog="python -m models.zoo",
+        description="Export the zoo networks to ONNX and write their VNN-LIB specs.",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=data_dir(), help="output directory (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(ZOO),
+        metavar="NAME",
+        help=f"export only NAME (repeatable); one of {', '.join(ZOO)}",
+    )
     args = parser.parse_args(argv)
     for name in args.only or list(ZOO):
         start = time.perf_counter()

@@ -64,6 +64,7 @@ def disjunction(cases: Sequence[str]) -> list[str]:
 
 
 def _comment_lines(comment: str | None) -> list[str]:
+    """``comment`` as ``;`` comment lines (none when ``comment`` is empty)."""
     return [f"; {line}".rstrip() for line in comment.splitlines()] if comment else []
 
 

@@ -1,0 +1,250 @@
+"""The ``verify`` command line: outputs, results file, JSON, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from verifier import cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+W = np.array([[-1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+B = np.array([1.9, 0.0], dtype=np.float32)
+
+
+def write_model(path: Path, op: str = "Add") -> Path:
+    """y = W x + b; on [0, 1]^2, Y_0 <= Y_1 iff x0 + x1 >= 1.9."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    nodes = [
+        helper.make_node("MatMul", ["x", "Wt"], ["h"]),
+        helper.make_node(op, ["h", "b"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(W.T.copy(), "Wt"), numpy_helper.from_array(B, "b")]
+    graph = helper.make_graph(nodes, "linear", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def spec_text(n_in: int = 2, n_out: int = 2, hi: float = 1.0, out: str = "(<= Y_0 Y_1)") -> str:
+    lines = [f"(declare-const X_{i} Real)" for i in range(n_in)]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(n_out)]
+    for i in range(n_in):
+        lines += [f"(assert (>= X_{i} 0.0))", f"(assert (<= X_{i} {hi}))"]
+    lines.append(f"(assert {out})")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    good = write_model(tmp_path / "lin.onnx")
+    data = good.read_bytes()
+    out = {
+        "model": good,
+        "sat": tmp_path / "sat.vnnlib",
+        "safe": tmp_path / "safe.vnnlib",
+        "empty_onnx": tmp_path / "empty.onnx",
+        "truncated_onnx": tmp_path / "truncated.onnx",
+        "unknown_op": write_model(tmp_path / "unknown_op.onnx", op="BitShift"),
+        "undeclared": tmp_path / "undeclared.vnnlib",
+        "x_mismatch": tmp_path / "x_mismatch.vnnlib",
+        "y_mismatch": tmp_path / "y_mismatch.vnnlib",
+    }
+    out["sat"].write_text(spec_text())
+    out["safe"].write_text(spec_text(hi=0.5))
+    out["empty_onnx"].write_bytes(b"")
+    out["truncated_onnx"].write_bytes(data[: len(data) // 2])
+    out["undeclared"].write_text(spec_text(out="(<= Y_0 Y_9)"))
+    out["x_mismatch"].write_text(spec_text(n_in=3))
+    out["y_mismatch"].write_text(spec_text(n_out=1, out="(<= Y_0 0.0)"))
+    return out
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_sat_prints_word_and_counterexample(files, capsys) -> None:
+    code, out, _ = run(capsys, files["model"], files["sat"], "--timeout", 30)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "sat" and lines[2].startswith("(X_0") and "(Y_1" in out
+
+
+def test_unknown_for_safe_box(files, capsys) -> None:
+    code, out, _ = run(capsys, files["model"], files["safe"], "--set", "attack.steps=3")
+    assert (code, out) == (0, "unknown\n")
+
+
+def test_results_file(files, capsys, tmp_path: Path) -> None:
+    res = tmp_path / "out.txt"
+    code, _, _ = run(capsys, files["model"], files["sat"], "--results-file", res, "--seed", 3)
+    assert code == 0
+    text = res.read_text()
+    assert text.startswith("sat\n(\n(X_0") and text.rstrip().endswith(")")
+    run(capsys, files["model"], files["safe"], "--results-file", res, "--set", "attack.steps=3")
+    assert res.read_text() == "unknown\n"
+
+
+def test_json_output_shape(files, capsys) -> None:
+    code, out, _ = run(capsys, files["model"], files["sat"], "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert set(data) >= {"status", "reason", "timings", "counterexample", "model", "spec"}
+    assert data["status"] == "sat"
+    ce = data["counterexample"]
+    assert len(ce["x"]) == 2 and len(ce["y"]) == 2 and ce["case_index"] == 0
+    assert all(isinstance(v, (int, float)) or v is None for v in data["timings"].values())
+
+
+def test_timeout_flag_is_respected(files, capsys) -> None:
+    start = time.monotonic()
+    argv = (files["model"], files["safe"], "--timeout", 0.5, "--set", "attack.steps=10000000")
+    code, out, _ = run(capsys, *argv)
+    assert time.monotonic() - start < 1.5
+    assert (code, out) == (0, "timeout\n")
+
+
+BAD = {
+    "missing model": ("missing.onnx", "sat"),
+    "empty onnx": ("empty_onnx", "sat"),
+    "truncated onnx": ("truncated_onnx", "sat"),
+    "unknown op": ("unknown_op", "sat"),
+    "undeclared variable": ("model", "undeclared"),
+    "X count mismatch": ("model", "x_mismatch"),
+    "Y count mismatch": ("model", "y_mismatch"),
+    "missing spec": ("model", "missing.vnnlib"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_exit_2_one_line(files, capsys, tmp_path: Path, case: str) -> None:
+    model_key, spec_key = BAD[case]
+    model = files.get(model_key, tmp_path / model_key)
+    spec = files.get(spec_key, tmp_path / spec_key)
+    results = tmp_path / "res.txt"
+    code, out, err = run(capsys, model, spec, "--results-file", results)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert results.read_text() == "error\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_unavailable_exit_2(files, capsys) -> None:
+    code, _, err = run(capsys, files["model"], files["sat"], "--device", "cuda")
+    assert code == 2 and err.startswith("error: ") and "CUDA" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv", [[], ["only_one_arg.onnx"], ["a.onnx", "b.vnnlib", "--timeout", "soon"]]
+)
+def test_usage_errors_exit_2_one_line(capsys, argv: list[str]) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_bad_override_exit_2(files, capsys) -> None:
+    code, _, err = run(capsys, files["model"], files["sat"], "--set", "attack.nope=1")
+    assert code == 2 and "attack.nope" in err
+
+
+def test_help_returns_0(capsys) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "check" in out
+    code, out, _ = run(capsys, "check", "--help")
+    assert code == 0 and "--tolerance" in out
+
+
+def test_subcommand_registry_shape() -> None:
+    sub = cli.SUBCOMMANDS["check"]
+    assert callable(sub.configure) and callable(sub.run) and sub.help
+
+
+def test_verbose_logs_progress_to_stderr(files, capsys) -> None:
+    code, out, err = run(capsys, files["model"], files["safe"], "-v", "--set", "attack.steps=2")
+    assert code == 0 and out == "unknown\n"
+
+
+def test_subprocess_bad_input_has_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "verifier.cli",
+            str(tmp_path / "x.onnx"),
+            str(tmp_path / "y.vnnlib"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- check
+
+
+def test_check_subcommand_passes_on_linear_model(files, capsys) -> None:
+    pytest.importorskip("verifier.check")
+    code, out, _ = run(capsys, "check", files["model"], files["sat"], "--points", 20)
+    assert code == 0
+    assert "nonlinear ops" in out and "max rel error" in out
+
+
+def test_check_subcommand_bad_model_exit_2(files, capsys) -> None:
+    pytest.importorskip("verifier.check")
+    code, _, err = run(capsys, "check", files["truncated_onnx"])
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------ zoo / benchmarks
+
+
+def zoo_pairs() -> list[tuple[Path, Path]]:
+    data = REPO / "models" / "zoo_data"
+    return [(p, p.with_suffix(".vnnlib")) for p in sorted(data.glob("*.onnx"))]
+
+
+def test_cli_on_a_zoo_model(capsys) -> None:
+    pairs = [(m, s) for m, s in zoo_pairs() if s.is_file()]
+    if not pairs:
+        pytest.skip("models/zoo_data/*.onnx not generated yet")
+    model, spec = pairs[0]
+    code, out, err = run(capsys, model, spec, "--timeout", 10, "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] in {"sat", "unsat", "unknown", "timeout"}
+
+
+def test_cli_mnist_sat_instance(benchmarks_dir: Path, capsys, tmp_path: Path) -> None:
+    bench = benchmarks_dir / "mnist_fc_2022"
+    res = tmp_path / "res.txt"
+    code, out, _ = run(
+        capsys,
+        bench / "onnx" / "mnist-net_256x2.onnx",
+        bench / "vnnlib" / "prop_2_0.03.vnnlib",
+        "--timeout",
+        60,
+        "--results-file",
+        res,
+    )
+    assert code == 0 and out.startswith("sat\n")
+    assert res.read_text().count("(X_") == 784

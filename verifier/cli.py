@@ -1,0 +1,306 @@
+"""Command line: ``verify MODEL.onnx SPEC.vnnlib`` and subcommands (``verify check ...``).
+
+This is the only module that prints or chooses exit codes:
+
+* 0: a normal answer (``sat``, ``unsat``, ``unknown``, ``timeout``) or a passing check;
+* 1: ``verify check`` found the model's evaluation outside the tolerance;
+* 2: bad input or usage; one line ``error: ...`` on stderr, no traceback.
+
+Subcommands live in :data:`SUBCOMMANDS` (name -> :class:`Subcommand`); adding one is one
+entry. ``verify MODEL SPEC`` keeps working because the subcommand parser is used only when
+the first argument is a registered subcommand name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import models
+import vnnlib
+from verifier.config import InputError, VerifyConfig
+from verifier.deadline import Deadline
+from verifier.pipeline import verify
+from verifier.result import Result, Status
+
+__all__ = ["SUBCOMMANDS", "Subcommand", "main"]
+
+log = logging.getLogger(__name__)
+
+PROG = "verify"
+
+
+class _UsageError(Exception):
+    """argparse reported a usage error (turned into exit code 2)."""
+
+
+class _ParserExit(Exception):
+    """argparse wants to exit (``--help``) with ``status``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser that raises instead of exiting, so ``main`` always returns."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _ParserExit(status)
+
+
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    """A ``verify NAME ...`` subcommand.
+
+    Attributes:
+        help: one-line description.
+        configure: adds the subcommand's arguments to its parser.
+        run: executes it with the parsed arguments and the run's deadline (started when
+            ``main`` was entered) and returns the exit code; raises InputError for bad input.
+    """
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Deadline], int]
+
+
+# ----------------------------------------------------------------------------- verify
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log progress to stderr (-vv: debug)"
+    )
+
+
+def _configure_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="ONNX model")
+    parser.add_argument("spec", type=Path, help="VNN-LIB property")
+    parser.add_argument("--timeout", type=float, default=None, help="time budget in seconds")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default=None)
+    parser.add_argument("--seed", type=int, default=None, help="seed for torch and the falsifier")
+    parser.add_argument(
+        "--results-file", type=Path, default=None, help="write a VNN-COMP results file"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON object")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. attack.steps=100 (VALUE parsed as JSON when possible)",
+    )
+    _add_common(parser)
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise InputError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().replace(".", "__"), value
+
+
+def config_from_args(args: argparse.Namespace) -> VerifyConfig:
+    """Defaults, then ``--set`` overrides, then the dedicated flags (validated once)."""
+    overrides: dict[str, Any] = dict(_parse_override(o) for o in args.overrides)
+    if args.timeout is not None:
+        overrides["timeout"] = args.timeout
+    if args.device is not None:
+        overrides["runtime__device"] = args.device
+    if args.dtype is not None:
+        overrides["runtime__dtype"] = args.dtype
+    if args.seed is not None:
+        overrides["runtime__seed"] = args.seed
+        overrides["attack__seed"] = args.seed
+    return VerifyConfig().with_overrides(**overrides)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def result_json(result: Result, model: Path, spec: Path) -> dict[str, Any]:
+    """The ``--json`` object: status, reason, timings, counterexample (lists) or null."""
+    payload = result.to_dict()
+    payload["timings"] = {k: _finite(v) for k, v in payload["timings"].items()}
+    payload["model"] = str(model)
+    payload["spec"] = str(spec)
+    return payload
+
+
+def _write_results_file(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the results file: {exc.strerror or exc}") from exc
+
+
+def _run_verify(args: argparse.Namespace, deadline: Deadline) -> int:
+    config = config_from_args(args)
+    if config.timeout is not None:
+        deadline = Deadline(end=deadline.start + config.timeout, start=deadline.start)
+    try:
+        result = verify(args.model, args.spec, config, deadline=deadline)
+    except InputError:
+        if args.results_file is not None:
+            with contextlib.suppress(OSError):
+                args.results_file.write_text(Status.ERROR.word + "\n")
+        raise
+    if args.results_file is not None:
+        _write_results_file(args.results_file, result.to_vnncomp())
+    if args.json:
+        print(json.dumps(result_json(result, args.model, args.spec)))
+    else:
+        print(result.to_vnncomp(), end="")
+    return 1 if result.status is Status.ERROR else 0
+
+
+# ----------------------------------------------------------------------------- check
+
+
+def _configure_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="ONNX model")
+    parser.add_argument(
+        "spec", type=Path, nargs="?", default=None, help="sample inside this spec's first box"
+    )
+    parser.add_argument("--points", type=int, default=100, help="random points (default 100)")
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-5, help="max relative error (default 1e-5)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    _add_common(parser)
+
+
+@contextlib.contextmanager
+def _as_input_errors() -> Iterator[None]:
+    """Turn loader errors (bad model, bad spec, unreadable file) into InputError."""
+    try:
+        yield
+    except (models.ModelLoadError, vnnlib.VnnlibError) as exc:
+        raise InputError(str(exc)) from exc
+    except OSError as exc:
+        name = exc.filename if exc.filename is not None else ""
+        raise InputError(f"{name}: {exc.strerror or exc}") from exc
+
+
+def _format_check(report: Any) -> str:
+    counts = ", ".join(f"{op} {n}" for op, n in report.op_counts.items())
+    nonlinear = ", ".join(report.nonlinear_ops) or "none"
+    verdict = "ok" if report.passed else "FAILED"
+    return "\n".join(
+        [
+            f"model:          {report.model}",
+            f"input:          {report.input_name} {list(report.input_shape)}",
+            f"output:         {report.output_name} {list(report.output_shape)}",
+            f"ops:            {counts}",
+            f"nonlinear ops:  {nonlinear}",
+            f"points:         {report.points}",
+            f"max abs error:  {report.max_abs_err:.3g}",
+            f"max rel error:  {report.max_rel_err:.3g} ({verdict})",
+        ]
+    )
+
+
+def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
+    from verifier.check import check_model
+
+    if args.points < 1:
+        raise InputError("--points must be at least 1")
+    with _as_input_errors():
+        box = None
+        if args.spec is not None:
+            if not args.spec.is_file():
+                raise InputError(f"{args.spec}: spec file not found")
+            spec = vnnlib.load_vnnlib(args.spec)
+            if not spec.cases:
+                raise InputError(f"{args.spec}: the spec has no input box")
+            box = (spec.cases[0].lower, spec.cases[0].upper)
+        if not args.model.is_file():
+            raise InputError(f"{args.model}: model file not found")
+        report = check_model(
+            args.model, box=box, n_points=args.points, seed=args.seed, tolerance=args.tolerance
+        )
+    print(_format_check(report))
+    return 0 if report.passed else 1
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "check": Subcommand(
+        "compare our evaluation of a model with onnxruntime on random points",
+        _configure_check,
+        _run_check,
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _build_parser(
+    argv: Sequence[str],
+) -> tuple[argparse.ArgumentParser, Callable[[argparse.Namespace, Deadline], int]]:
+    """The parser and runner for ``argv``: a subcommand's when argv[0] names one."""
+    if argv and argv[0] in SUBCOMMANDS:
+        sub = SUBCOMMANDS[argv[0]]
+        parser = _Parser(prog=f"{PROG} {argv[0]}", description=sub.help)
+        sub.configure(parser)
+        return parser, sub.run
+    listing = "\n".join(f"  {PROG} {name} ...  {sub.help}" for name, sub in SUBCOMMANDS.items())
+    parser = _Parser(
+        prog=PROG,
+        description="Verify an ONNX model against a VNN-LIB property (sat/unsat/unknown/timeout).",
+        epilog=f"subcommands (see '{PROG} NAME --help'):\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _configure_verify(parser)
+    return parser, _run_verify
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (never raises for bad input)."""
+    deadline = Deadline.never()  # started before anything is parsed or loaded
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser, run = _build_parser(args_list)
+        offset = 1 if args_list and args_list[0] in SUBCOMMANDS else 0
+        args = parser.parse_args(args_list[offset:])
+        _setup_logging(args.verbose)
+        return run(args, deadline)
+    except _ParserExit as exc:
+        return exc.status
+    except (_UsageError, InputError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

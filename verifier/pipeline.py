@@ -1,0 +1,288 @@
+"""``verify(model, spec) -> Result``: load, then run a sequence of stages until one decides.
+
+Stages are ``Stage(name, run)`` records; ``run(ctx)`` returns a decisive :class:`Result` or
+``None`` to pass on to the next stage. The default sequence is :data:`DEFAULT_STAGES`;
+adding a stage (for example incomplete bounds after the falsifier) is one entry there.
+
+Answer semantics:
+
+* ``sat`` only for a counterexample confirmed by onnxruntime on the original ONNX file
+  (see :mod:`verifier.ort_check`);
+* ``timeout`` when the deadline expired before every stage had completed;
+* ``unknown`` when every stage completed (within the budget) without deciding.
+
+Bad input (missing or unreadable files, an ONNX file that does not load, an unsupported op,
+a malformed spec, input/output counts that do not match the model, an unavailable device)
+raises :class:`InputError` with a one-line message. Anything else is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import models
+import vnnlib
+from verifier.attack import AttackProgress, CaseGroup, group_cases, iter_candidates
+from verifier.config import InputError, VerifyConfig
+from verifier.deadline import Deadline
+from verifier.ort_check import OrtChecker, OrtCheckError
+from verifier.result import Result, Status
+from verifier.runtime import Runtime, runtime_context
+
+__all__ = [
+    "DEFAULT_STAGES",
+    "Problem",
+    "Stage",
+    "StageContext",
+    "load_problem",
+    "make_forward",
+    "verify",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A loaded verification problem.
+
+    Attributes:
+        model_path, spec_path: the files it came from.
+        graph: the model (single input, single output).
+        spec: the property, counts checked against the model.
+        groups: the spec's cases grouped by input box.
+    """
+
+    model_path: Path
+    spec_path: Path
+    graph: Any
+    spec: Any
+    groups: tuple[CaseGroup, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Static per-sample input shape (batch fixed to 1)."""
+        return tuple(self.graph.inputs[0].shape)
+
+
+@dataclass(slots=True)
+class StageContext:
+    """What every stage receives. ``stats`` and ``notes`` are filled in by the stages."""
+
+    problem: Problem
+    config: VerifyConfig
+    deadline: Deadline
+    runtime: Runtime
+    checker: OrtChecker
+    stats: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One step of the pipeline: ``run(ctx)`` returns a decisive Result or None."""
+
+    name: str
+    run: Callable[[StageContext], Result | None]
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(math.prod(shape))
+
+
+def _load_graph(model_path: Path) -> Any:
+    try:
+        graph = models.load_onnx(model_path)
+    except models.ModelLoadError as exc:
+        raise InputError(str(exc)) from exc
+    except OSError as exc:
+        raise InputError(f"{model_path}: cannot read the model: {exc.strerror or exc}") from exc
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise InputError(
+            f"{model_path}: expected one input and one output, found "
+            f"{len(graph.inputs)} input(s) and {len(graph.outputs)} output(s)"
+        )
+    return graph
+
+
+def load_problem(model_path: str | Path, spec_path: str | Path) -> Problem:
+    """Load and cross-check the model and the spec.
+
+    Raises:
+        InputError: a file is missing/unreadable/invalid or the spec's X/Y counts do not
+            match the model's flat input/output sizes.
+    """
+    model_path, spec_path = Path(model_path), Path(spec_path)
+    for path, what in ((model_path, "model"), (spec_path, "spec")):
+        if not path.is_file():
+            raise InputError(f"{path}: {what} file not found")
+    graph = _load_graph(model_path)
+    n_in, n_out = _size(graph.inputs[0].shape), _size(graph.outputs[0].shape)
+    try:
+        spec = vnnlib.load_vnnlib(spec_path, n_inputs=n_in, n_outputs=n_out)
+    except (vnnlib.VnnlibError, vnnlib.SpecShapeError) as exc:
+        raise InputError(str(exc)) from exc
+    except OSError as exc:
+        raise InputError(f"{spec_path}: cannot read the spec: {exc.strerror or exc}") from exc
+    log.info(
+        "loaded %s (%d nodes, %d inputs, %d outputs) and %s (%d cases)",
+        model_path.name,
+        len(graph.nodes),
+        n_in,
+        n_out,
+        spec_path.name,
+        len(spec.cases),
+    )
+    return Problem(model_path, spec_path, graph, spec, group_cases(spec.cases))
+
+
+def make_forward(graph: Any, runtime: Runtime) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model on flat tensors: ``[B, n_in] -> [B, n_out]`` (via ``models.evaluate``)."""
+    in_shape = tuple(graph.inputs[0].shape)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = models.evaluate(graph, x.reshape(x.shape[0], *in_shape))
+        return out.reshape(x.shape[0], -1)
+
+    return forward
+
+
+def trivial_stage(ctx: StageContext) -> Result | None:
+    """A spec without violation cases holds trivially (nothing can violate it)."""
+    if ctx.problem.spec.cases:
+        return None
+    return Result(Status.UNSAT, reason="the spec has no violation case; it holds trivially")
+
+
+def attack_stage(ctx: StageContext) -> Result | None:
+    """Falsifier stage: search for violations, confirm each candidate with onnxruntime."""
+    cfg = ctx.config.attack
+    if not cfg.enabled:
+        ctx.notes.append("falsifier disabled")
+        return None
+    problem, rt = ctx.problem, ctx.runtime
+    progress = AttackProgress()
+    rejected = 0
+    candidates = iter_candidates(
+        make_forward(problem.graph, rt),
+        problem.groups,
+        cfg,
+        ctx.deadline.child(cfg.time_fraction),
+        device=rt.device,
+        dtype=rt.dtype,
+        progress=progress,
+    )
+    by_case = {i: g for g in problem.groups for i in g.case_indices}
+    try:
+        for cand in candidates:
+            group = by_case[cand.case_index]
+            order = sorted(group.case_indices, key=lambda i: i != cand.case_index)
+            constraints = [(i, problem.spec.cases[i].C, problem.spec.cases[i].d) for i in order]
+            found = ctx.checker.confirm(cand.x, group.lower, group.upper, constraints)
+            if found is not None:
+                reason = f"counterexample for case {found.case_index} confirmed by onnxruntime"
+                return Result(Status.SAT, found, reason=reason)
+            rejected += 1
+    except OrtCheckError as exc:
+        ctx.notes.append(f"candidate counterexample could not be checked: {exc}")
+        return None
+    finally:
+        candidates.close()
+        ctx.stats.update(
+            attack_points=progress.points,
+            attack_forward_passes=progress.forward_passes,
+            attack_rejected=rejected,
+            attack_best_margin=progress.best_margin,
+        )
+    ctx.notes.append(
+        f"falsifier found no counterexample ({progress.points} points, "
+        f"best margin {progress.best_margin:.4g}, {rejected} candidate(s) rejected)"
+    )
+    return None
+
+
+DEFAULT_STAGES: tuple[Stage, ...] = (
+    Stage("trivial", trivial_stage),
+    Stage("attack", attack_stage),
+    # Stage("bounds", bounds_stage) goes here.
+)
+
+
+@contextlib.contextmanager
+def _timed(stats: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        stats[key] = stats.get(key, 0.0) + time.perf_counter() - start
+
+
+def _run_stages(ctx: StageContext, stages: tuple[Stage, ...]) -> Result:
+    budget = ctx.config.timeout
+    for stage in stages:
+        if ctx.deadline.expired():
+            reason = f"time budget ({budget} s) spent before the {stage.name} stage"
+            return Result(Status.TIMEOUT, reason=reason)
+        log.info("stage %s (%.2f s left)", stage.name, ctx.deadline.remaining())
+        with _timed(ctx.stats, f"{stage.name}_s"):
+            result = stage.run(ctx)
+        if result is not None:
+            return dataclasses.replace(result, reason=result.reason or f"decided by {stage.name}")
+    if ctx.deadline.expired():
+        done = "; ".join(ctx.notes)
+        return Result(Status.TIMEOUT, reason=f"time budget ({budget} s) spent: {done}")
+    return Result(Status.UNKNOWN, reason="; ".join(ctx.notes) or "no stage decided")
+
+
+def verify(
+    model_path: str | Path,
+    spec_path: str | Path,
+    config: VerifyConfig | None = None,
+    *,
+    deadline: Deadline | None = None,
+    stages: tuple[Stage, ...] = DEFAULT_STAGES,
+    **overrides: Any,
+) -> Result:
+    """Verify that the model satisfies the spec.
+
+    Args:
+        model_path: ONNX file (single input, single output).
+        spec_path: VNN-LIB file; its X/Y counts must equal the model's flat input/output sizes.
+        config: settings (defaults when None); ``config.timeout`` sets the deadline when
+            ``deadline`` is not given.
+        deadline: an already running budget (the CLI starts it before loading anything).
+        stages: the stage sequence (:data:`DEFAULT_STAGES`).
+        **overrides: settings applied on top of ``config`` (see
+            :meth:`VerifyConfig.with_overrides`), e.g. ``timeout=5, attack__steps=20``.
+
+    Returns:
+        The Result; ``stats`` holds ``load_s``, ``<stage>_s``, ``total_s`` and stage counters.
+
+    Raises:
+        InputError: bad input (see the module docstring).
+    """
+    config = config if config is not None else VerifyConfig()
+    if overrides:
+        config = config.with_overrides(**overrides)
+    deadline = deadline if deadline is not None else Deadline.after(config.timeout)
+    log.info("config: %s", config.to_dict())
+    stats: dict[str, float] = {}
+    start = time.perf_counter()
+    with runtime_context(config.runtime) as rt:
+        with _timed(stats, "load_s"):
+            problem = load_problem(model_path, spec_path)
+        ctx = StageContext(problem, config, deadline, rt, OrtChecker(problem.model_path), stats)
+        result = _run_stages(ctx, stages)
+    stats["total_s"] = time.perf_counter() - start
+    log.info("result: %s (%s)", result.status.word, result.reason)
+    return dataclasses.replace(result, stats=stats)
