@@ -64,7 +64,7 @@ def optimize_output_bound(
     bounds: Mapping[str, Bounds],
     *,
     thresholds: Tensor | None = None,
-    config: AlphaConfig = AlphaConfig(),
+    config: AlphaConfig | None = None,
     initial: Tensor | None = None,
 ) -> Tensor:
     """Best lower bound of ``A0 · output`` over the iterations, ``[S, B]``.
@@ -77,6 +77,7 @@ def optimize_output_bound(
         config: optimiser settings.
         initial: a known sound bound (e.g. CROWN's) to start "best" from.
     """
+    config = config or AlphaConfig()
     t0 = time.monotonic()
     S = A0.shape[0]
     alphas = init_alphas(bg, bounds, S)

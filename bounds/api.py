@@ -12,10 +12,10 @@ from torch import Tensor
 from models.graph import Graph
 
 from .alpha import AlphaConfig, optimize_output_bound
-from .crown import backward_lower, crown_bounds
+from .crown import BackwardResult, backward_lower, crown_bounds
 from .ibp import ibp
 from .network import BoundGraph, bound_graph
-from .types import Bounds, BoundsError
+from .types import Bounds, BoundsError, LinearBounds
 
 
 class Method(str, enum.Enum):
@@ -35,12 +35,18 @@ class SpecBounds:
         upper: ``[B, S]`` sound upper bounds (None when not requested).
         intermediate: name -> :class:`Bounds` of nodes feeding relaxations.
         method: the method that produced ``lower``.
+        linear: with ``return_A``: CROWN linear bounds of the rows w.r.t. the
+            input (``[S, B, *input_shape]``; upper part only with ``bound_upper``).
+        node_A: with ``return_A``: name -> ``[S, B, *shape]`` coefficients of the
+            lower-bound rows w.r.t. the output of every nonlinear node (CROWN).
     """
 
     lower: Tensor
     upper: Tensor | None
     intermediate: Mapping[str, Bounds] = field(repr=False)
     method: Method
+    linear: LinearBounds | None = field(default=None, repr=False)
+    node_A: Mapping[str, Tensor] | None = field(default=None, repr=False)
 
 
 def _spec_rows(bg: BoundGraph, C: Tensor | None, B: int, like: Tensor) -> Tensor:
@@ -72,8 +78,9 @@ def compute_bounds(
     method: Method | str = Method.CROWN,
     thresholds: Tensor | None = None,
     bound_upper: bool = True,
-    alpha: AlphaConfig = AlphaConfig(),
+    alpha: AlphaConfig | None = None,
     known: Mapping[str, Bounds] | None = None,
+    return_A: bool = False,
 ) -> SpecBounds:
     """Sound bounds of ``C·y`` for ``y = graph(x)``, ``x`` in ``[lower, upper]``.
 
@@ -86,6 +93,7 @@ def compute_bounds(
         bound_upper: also compute upper bounds.
         alpha: optimiser settings for alpha-CROWN.
         known: fixed intermediate bounds (branch-and-bound).
+        return_A: also return CROWN linear coefficients (see :class:`SpecBounds`).
 
     Returns:
         :class:`SpecBounds` with ``[B, S]`` tensors.
@@ -110,17 +118,45 @@ def compute_bounds(
         else:
             inter = crown_bounds(bg, box, known=known)
         out_ibp = _ibp_rows(A0, inter[bg.output_name])
+        linear, node_A = None, None
         if method is Method.IBP:
             lb = out_ibp
         else:
-            lb = torch.maximum(backward_lower(bg, bg.output_name, A0, inter).lower, out_ibp)
+            record = frozenset(n for n, i in bg.infos.items() if i.kind != "affine")
+            res = backward_lower(
+                bg,
+                bg.output_name,
+                A0,
+                inter,
+                return_input_A=return_A,
+                record=record if return_A else frozenset(),
+            )
+            lb = torch.maximum(res.lower, out_ibp)
+            if return_A:
+                linear, node_A = _linear_parts(res, S, bound_upper, bg, B, lower)
     if method is Method.ALPHA_CROWN:
         thr = None
         if thresholds is not None:
             thr = thresholds.T.to(lb)
             if bound_upper:
                 thr = torch.cat([thr, torch.full_like(thr, float("inf"))])
-        lb = optimize_output_bound(bg, A0, inter, thresholds=thr, config=alpha, initial=lb)
+        lb = optimize_output_bound(
+            bg, A0, inter, thresholds=thr, config=alpha or AlphaConfig(), initial=lb
+        )
     lower_rows = lb[:S].T.contiguous()
     upper_rows = (-lb[S:]).T.contiguous() if bound_upper else None
-    return SpecBounds(lower_rows, upper_rows, inter, method)
+    return SpecBounds(lower_rows, upper_rows, inter, method, linear, node_A)
+
+
+def _linear_parts(
+    res: BackwardResult, S: int, bound_upper: bool, bg: BoundGraph, B: int, like: Tensor
+) -> tuple[LinearBounds, dict[str, Tensor]]:
+    assert res.bias is not None
+    a_in = res.input_A
+    if a_in is None:
+        a_in = like.new_zeros((res.bias.shape[0], B) + bg.input_shape)
+    upper_A = -a_in[S:] if bound_upper else a_in[:0]
+    upper_b = -res.bias[S:] if bound_upper else res.bias[:0]
+    linear = LinearBounds(a_in[:S], res.bias[:S], upper_A, upper_b)
+    node_A = {k: v[:S] for k, v in (res.node_A or {}).items()}
+    return linear, node_A

@@ -20,7 +20,7 @@ from torch import Tensor
 from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
 from .relax.bilinear import relax_mul
-from .types import Bounds
+from .types import Bounds, LinearBounds
 
 # Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes.
 _CHUNK_ELEMENTS = 1 << 24
@@ -28,13 +28,17 @@ _CHUNK_ELEMENTS = 1 << 24
 
 @dataclass
 class BackwardResult:
-    """Lower bound of ``A0 · v`` and, when asked, coefficients of the input.
+    """Lower bound of ``A0 · v`` and, when asked, linear coefficients.
 
-    ``lower``: ``[S, B]``; ``input_A``: ``[S, B, *input_shape]`` or None.
+    ``lower``: ``[S, B]``; ``input_A``: ``[S, B, *input_shape]`` or None;
+    ``node_A``: name -> ``[S, B, *shape]`` coefficients of the objective with
+    respect to the *output* of each recorded nonlinear node.
     """
 
     lower: Tensor
     input_A: Tensor | None = None
+    node_A: dict[str, Tensor] | None = None
+    bias: Tensor | None = None
 
 
 def _mul_guarded(a: Tensor, b: Tensor) -> Tensor:
@@ -72,12 +76,11 @@ def _affine_step(bg: BoundGraph, info: NodeInfo, a: Tensor) -> tuple[list[Tensor
     if node.op == "Linear":
         w = bg.const(node.inputs[1], a)
         grads = [a @ w.T]
-        bias = _flat_sum(a * bg.const(node.inputs[2], a)) if len(node.inputs) > 2 and node.inputs[2] else None
-        return grads, bias if bias is not None else a.new_zeros(S, B)
+        if len(node.inputs) > 2 and node.inputs[2]:
+            return grads, _flat_sum(a * bg.const(node.inputs[2], a))
+        return grads, a.new_zeros(S, B)
     fn = bg.affine_fn(node, a)
-    zeros = [
-        a.new_zeros((S * B,) + bg.shape(node.inputs[s])) for s in info.perturbed_slots
-    ]
+    zeros = [a.new_zeros((S * B,) + bg.shape(node.inputs[s])) for s in info.perturbed_slots]
     out0, vjp_fn = torch.func.vjp(fn, *zeros)
     grads = vjp_fn(a.reshape((S * B,) + tuple(a.shape[2:])))
     grads = [g.reshape((S, B) + g.shape[1:]) for g in grads]
@@ -122,6 +125,7 @@ def backward_lower(
     *,
     alphas: Mapping[str, Tensor] | None = None,
     return_input_A: bool = False,
+    record: frozenset[str] | set[str] = frozenset(),
 ) -> BackwardResult:
     """Sound lower bound of ``A0 · start`` over the input box ``bounds[input]``.
 
@@ -132,16 +136,20 @@ def backward_lower(
         bounds: intervals of every node feeding a nonlinearity (and the input).
         alphas: optional relaxation parameters per node, ``[n, S, B, *shape]``.
         return_input_A: also return the input coefficients (for BBPS shortcuts).
+        record: nonlinear nodes whose output coefficients to return.
     """
     alphas = alphas or {}
     acc: dict[str, Tensor] = {start: A0}
     bias = A0.new_zeros(A0.shape[:2])
+    node_A: dict[str, Tensor] = {}
     for name in reversed(bg.order[: bg.order.index(start) + 1]):
         a = acc.pop(name, None)
         if a is None:
             continue
         info = bg.infos[name]
         node = info.node
+        if name in record:
+            node_A[name] = a
         if info.kind == "unary":
             new_a, b = _unary_step(info, a, bounds[node.inputs[0]], alphas.get(name))
             _accumulate(acc, node.inputs[0], new_a)
@@ -155,10 +163,11 @@ def backward_lower(
                 _accumulate(acc, node.inputs[slot], g)
         bias = bias + b
     a_in = acc.get(bg.input_name)
+    recorded = node_A if record else None
     if a_in is None:
-        return BackwardResult(bias, None)
+        return BackwardResult(bias, None, recorded, bias)
     lower = concretize_box(a_in, bounds[bg.input_name]) + bias
-    return BackwardResult(lower, a_in if return_input_A else None)
+    return BackwardResult(lower, a_in if return_input_A else None, recorded, bias)
 
 
 def _identity_rows(n: int, start: int, stop: int, B: int, like: Tensor) -> Tensor:
@@ -175,9 +184,7 @@ def node_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Boun
         n *= d
     like = bounds[bg.input_name].lower
     B = like.shape[0]
-    biggest = max(
-        (_numel(bg.shape(m)) for m in bg.order[: bg.order.index(name) + 1]), default=n
-    )
+    biggest = max((_numel(bg.shape(m)) for m in bg.order[: bg.order.index(name) + 1]), default=n)
     chunk = max(1, _CHUNK_ELEMENTS // max(1, B * max(biggest, _numel(bg.input_shape))))
     lows, ups = [], []
     for s in range(0, n, chunk):
@@ -233,3 +240,23 @@ def _is_first_affine(bg: BoundGraph, name: str) -> bool:
     return info.kind == "affine" and all(
         info.node.inputs[s] == bg.input_name for s in info.perturbed_slots
     )
+
+
+def linear_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> LinearBounds:
+    """Linear bounds of every element of ``name`` w.r.t. the input (BBPS shortcuts).
+
+    Returns a :class:`LinearBounds` with ``lA, uA``: ``[n, B, *input_shape]``
+    and ``lbias, ubias``: ``[n, B]`` where ``n`` is the node's element count.
+    """
+    shape = bg.shape(name)
+    n = _numel(shape)
+    like = bounds[bg.input_name].lower
+    B = like.shape[0]
+    eye = _identity_rows(n, 0, n, B, like)
+    A0 = torch.cat([eye, -eye]).reshape((2 * n, B) + shape)
+    res = backward_lower(bg, name, A0, bounds, return_input_A=True)
+    assert res.bias is not None
+    if res.input_A is None:
+        zeros = like.new_zeros((n, B) + bg.input_shape)
+        return LinearBounds(zeros, res.bias[:n], zeros, -res.bias[n:])
+    return LinearBounds(res.input_A[:n], res.bias[:n], -res.input_A[n:], -res.bias[n:])

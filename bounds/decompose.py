@@ -52,8 +52,15 @@ class _Builder:
                 return name
         raise AssertionError("unreachable")
 
-    def add(self, base: str, op: str, inputs: tuple[str, ...], out_shape: tuple[int, ...],
-            final: str | None = None, **attrs: object) -> str:
+    def add(
+        self,
+        base: str,
+        op: str,
+        inputs: tuple[str, ...],
+        out_shape: tuple[int, ...],
+        final: str | None = None,
+        **attrs: object,
+    ) -> str:
         name = final if final is not None else self.fresh(base)
         self.nodes.append(Node(name, op, inputs, freeze_attrs(attrs), tuple(out_shape)))
         return name
@@ -105,11 +112,13 @@ def _layernorm(b: _Builder, node: Node, shapes: dict[str, tuple[int, ...]]) -> N
     inv = b.add(node.name, "Reciprocal", (sd,), red)
     has_scale = len(node.inputs) > 1 and node.inputs[1]
     has_bias = len(node.inputs) > 2 and node.inputs[2]
-    y = b.add(node.name, "Mul", (cen, inv), shape,
-              final=None if (has_scale or has_bias) else node.name)
+    y = b.add(
+        node.name, "Mul", (cen, inv), shape, final=None if (has_scale or has_bias) else node.name
+    )
     if has_scale:
-        y = b.add(node.name, "Mul", (y, node.inputs[1]), shape,
-                  final=None if has_bias else node.name)
+        y = b.add(
+            node.name, "Mul", (y, node.inputs[1]), shape, final=None if has_bias else node.name
+        )
     if has_bias:
         b.add(node.name, "Add", (y, node.inputs[2]), shape, final=node.name)
 
@@ -124,8 +133,15 @@ def _matmul(b: _Builder, node: Node, shapes: dict[str, tuple[int, ...]]) -> None
     c3 = b.add(node.name, "Reshape", (c,), sc[:-2] + (1,) + sc[-2:], shape=sc[:-2] + (1,) + sc[-2:])
     prod_shape = node.shape[:-1] + (k,) + node.shape[-1:]
     prod = b.add(node.name, "Mul", (a3, c3), prod_shape)
-    b.add(node.name, "ReduceSum", (prod,), node.shape, final=node.name,
-          axes=(len(prod_shape) - 2,), keepdims=0)
+    b.add(
+        node.name,
+        "ReduceSum",
+        (prod,),
+        node.shape,
+        final=node.name,
+        axes=(len(prod_shape) - 2,),
+        keepdims=0,
+    )
 
 
 def _maxpool(b: _Builder, node: Node, shapes: dict[str, tuple[int, ...]]) -> None:
@@ -144,8 +160,9 @@ def _maxpool(b: _Builder, node: Node, shapes: dict[str, tuple[int, ...]]) -> Non
     for idx, off in enumerate(offsets):
         starts = tuple(o * d for o, d in zip(off, dil))
         ends = tuple(s + (n - 1) * st + 1 for s, n, st in zip(starts, out_sp, strides))
-        win = b.add(node.name, "Slice", (x,), node.shape, starts=starts, ends=ends, axes=axes,
-                    steps=strides)
+        win = b.add(
+            node.name, "Slice", (x,), node.shape, starts=starts, ends=ends, axes=axes, steps=strides
+        )
         if current is None:
             current = win
             continue
@@ -153,8 +170,9 @@ def _maxpool(b: _Builder, node: Node, shapes: dict[str, tuple[int, ...]]) -> Non
         neg = b.add(node.name, "Neg", (current,), node.shape)
         diff = b.add(node.name, "Add", (win, neg), node.shape)
         relu = b.add(node.name, "Relu", (diff,), node.shape)
-        current = b.add(node.name, "Add", (current, relu), node.shape,
-                        final=node.name if last else None)
+        current = b.add(
+            node.name, "Add", (current, relu), node.shape, final=node.name if last else None
+        )
     if len(offsets) == 1:
         b.add(node.name, "Reshape", (current,), node.shape, final=node.name, shape=node.shape)
 

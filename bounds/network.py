@@ -53,7 +53,9 @@ class BoundGraph:
 
     def __init__(self, graph: Graph, *, registry: Registry | None = None) -> None:
         if len(graph.inputs) != 1:
-            raise BoundsError(f"{graph.name}: bounds need exactly one input, got {len(graph.inputs)}")
+            raise BoundsError(
+                f"{graph.name}: bounds need exactly one input, got {len(graph.inputs)}"
+            )
         self.registry = registry or REGISTRY
         self.graph = decompose(graph)
         self.input_name = self.graph.inputs[0].name

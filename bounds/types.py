@@ -33,7 +33,8 @@ class Bounds:
 
     def intersect(self, other: Bounds) -> Bounds:
         """The tighter of two sound intervals (both are valid, so is their meet)."""
-        return Bounds(torch.maximum(self.lower, other.lower), torch.minimum(self.upper, other.upper))
+        lo = torch.maximum(self.lower, other.lower)
+        return Bounds(lo, torch.minimum(self.upper, other.upper))
 
     def width(self) -> Tensor:
         return self.upper - self.lower

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-TRANSFORMS = ("linear", "log")
+TRANSFORMS = ("linear", "log", "asinh")
 REDUCTIONS = ("none", "periodic", "shift", "scale", "scale_sym", "affine")
 
 
@@ -37,6 +37,9 @@ REDUCTIONS = ("none", "periodic", "shift", "scale", "scale_sym", "affine")
 class Axis:
     """``count`` nodes from ``start`` to ``stop``, equally spaced in ``transform`` space.
 
+    Transforms: ``linear``; ``log`` (positive axes); ``asinh``: ``asinh(x / scale)``,
+    fine steps (about ``scale`` times the step in transform space) near 0 and
+    steps growing like ``|x|`` far out, for ops that flatten away from 0.
     ``count == 1`` gives a single node at ``start`` (``stop`` must equal it).
     """
 
@@ -44,6 +47,7 @@ class Axis:
     stop: float
     count: int
     transform: str = "linear"
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORMS:
@@ -56,7 +60,19 @@ class Axis:
             raise ValueError(f"log axis {self} must start above 0")
 
     def _t(self, x: np.ndarray | float) -> np.ndarray:
-        return np.log(x) if self.transform == "log" else np.asarray(x, dtype=np.float64)
+        x = np.asarray(x, dtype=np.float64)
+        if self.transform == "log":
+            return np.log(x)
+        if self.transform == "asinh":
+            return np.arcsinh(x / self.scale)
+        return x
+
+    def _inverse(self, t: np.ndarray) -> np.ndarray:
+        if self.transform == "log":
+            return np.exp(t)
+        if self.transform == "asinh":
+            return np.sinh(t) * self.scale
+        return t
 
     def nodes(self) -> np.ndarray:
         """The node values (float64)."""
@@ -65,7 +81,7 @@ class Axis:
         t0, t1 = self._t(self.start), self._t(self.stop)
         k = np.arange(self.count, dtype=np.float64)
         t = t0 + (t1 - t0) * k / (self.count - 1)
-        out = np.exp(t) if self.transform == "log" else t
+        out = self._inverse(t)
         out[0], out[-1] = self.start, self.stop
         return out
 
@@ -74,7 +90,12 @@ class Axis:
         if self.count == 1:
             return torch.zeros_like(x)
         t0, t1 = float(self._t(self.start)), float(self._t(self.stop))
-        tx = torch.log(x) if self.transform == "log" else x
+        if self.transform == "log":
+            tx = torch.log(x)
+        elif self.transform == "asinh":
+            tx = torch.asinh(x / self.scale)
+        else:
+            tx = x
         return (tx - t0) * ((self.count - 1) / (t1 - t0))
 
     def contains(self, x: Tensor, rtol: float = 1e-6) -> Tensor:
@@ -88,6 +109,7 @@ class Axis:
             "stop": self.stop,
             "count": self.count,
             "transform": self.transform,
+            "scale": self.scale,
         }
 
 

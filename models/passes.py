@@ -11,9 +11,12 @@ converters; these passes do the rewrites that span several nodes:
 * :func:`fold_bias`: ``Add`` of a per-output-channel constant after
   Linear/Conv/ConvTranspose -> its bias (Gemm/MatMul + Add -> Linear);
 * :func:`fold_affine_into_next_linear`: ``Mul``/``Add`` by a constant along the
-  last axis right before a Linear -> its weights and bias;
+  last axis read only by Linear nodes -> their weights and biases;
 * :func:`fuse_gelu`: Erf- and tanh-based GELU subgraphs -> one ``Gelu`` node;
+* :func:`matmul_transposed_to_linear`: ``(C @ x^T)^T`` -> ``Linear(x, C^T)``;
+* :func:`sink_transposes`: Transposes moved below constant Add/Mul, merged, cancelled;
 * :func:`merge_reshapes`: Reshape of a Reshape -> one Reshape; identity Reshapes removed;
+* :func:`remove_identity_ops`: ``Add(x, 0)`` and ``Mul(x, 1)`` removed;
 * :func:`eliminate_dead_nodes`: nodes and constants no output depends on.
 """
 
@@ -26,6 +29,7 @@ import numpy as np
 from .gelu_fusion import fuse_gelu
 from .graph import Graph, Node
 from .rewrite import Rewriter
+from .transpose_passes import matmul_transposed_to_linear, sink_transposes
 
 Pass = Callable[[Graph], Graph]
 
@@ -39,8 +43,11 @@ __all__ = [
     "fold_bias",
     "fold_scale_into_weights",
     "fuse_gelu",
+    "matmul_transposed_to_linear",
     "merge_reshapes",
+    "remove_identity_ops",
     "run_passes",
+    "sink_transposes",
 ]
 
 
@@ -165,34 +172,75 @@ def _fold_bias(rw: Rewriter) -> None:
         rw.claim((prod.name,), node.name, Node(node.name, prod.op, inputs, prod.attrs, node.shape))
 
 
+def _linear_readers(rw: Rewriter, name: str) -> list[Node] | None:
+    """The Linear nodes reading ``name`` as input 0, if they are its only readers."""
+    readers = rw.consumers.get(name, [])
+    if not readers or name in rw.outputs:
+        return None
+    if any(r.op != "Linear" or r.inputs[0] != name or name in r.inputs[1:] for r in readers):
+        return None
+    return readers
+
+
+def _folded_linear(rw: Rewriter, op: str, x: str, c: np.ndarray, lin: Node) -> Node:
+    """``lin`` applied to ``op(x, c)`` rewritten as one Linear on ``x``."""
+    g = rw.graph
+    w = g.constants[lin.inputs[1]]
+    inputs = [x]
+    if op == "Mul":
+        inputs.append(rw.add_constant(f"{lin.name}.W", (w * c[:, None]).astype(w.dtype)))
+        inputs += list(lin.inputs[2:])
+    else:
+        bias = c @ w
+        if len(lin.inputs) > 2:
+            bias = bias + g.constants[lin.inputs[2]]
+        inputs += [lin.inputs[1], rw.add_constant(f"{lin.name}.b", bias.astype(w.dtype))]
+    return Node(lin.name, "Linear", tuple(inputs), lin.attrs, lin.shape)
+
+
+def _through_reshape(rw: Rewriter, node: Node, var: str) -> tuple[Node, list[Node]] | None:
+    """For a scalar Add/Mul read only by a Reshape read only by Linears: both."""
+    reshape = rw.sole_consumer(node.name)
+    if reshape is None or reshape.op != "Reshape" or not rw.free(reshape.name):
+        return None
+    readers = _linear_readers(rw, reshape.name)
+    return None if readers is None else (reshape, readers)
+
+
 def _fold_into_next(rw: Rewriter) -> None:
-    """Fold ``Mul``/``Add`` by last-axis constants into the Linear that reads them."""
+    """Fold ``Mul``/``Add`` by last-axis constants into the Linear nodes that read them.
+
+    A one-element constant may also be folded through a Reshape in between.
+    """
     g = rw.graph
     for node in g.nodes:
-        if node.op not in ("Mul", "Add") or not rw.private(node.name):
+        if node.op not in ("Mul", "Add") or len(node.inputs) != 2:
             continue
-        lin = rw.sole_consumer(node.name)
         var = [i for i in node.inputs if i not in g.constants]
         consts = [g.constants[i] for i in node.inputs if i in g.constants]
-        if lin is None or lin.op != "Linear" or lin.inputs[0] != node.name or len(var) != 1:
+        if len(var) != 1 or len(consts) != 1 or g.shape_of(var[0]) != node.shape:
             continue
-        if not consts or g.shape_of(var[0]) != node.shape or not rw.free(node.name, lin.name):
+        source, readers, reshape = var[0], _linear_readers(rw, node.name), None
+        if readers is None and consts[0].size == 1:
+            found = _through_reshape(rw, node, var[0])
+            if found is not None:
+                reshape, readers = found
+        if readers is None or not rw.free(node.name, *(r.name for r in readers)):
             continue
-        w = g.constants[lin.inputs[1]]
-        c = _channel_vector(Node("", "Linear", ()), consts[0], node.shape)
-        if c is None or c.shape[0] != w.shape[0]:
-            continue
-        inputs = [var[0]]
-        if node.op == "Mul":
-            inputs.append(rw.add_constant(f"{lin.name}.W", (w * c[:, None]).astype(w.dtype)))
-            if len(lin.inputs) > 2:
-                inputs.append(lin.inputs[2])
+        k = g.constants[readers[0].inputs[1]].shape[0]
+        if consts[0].size == 1 and consts[0].dtype.kind == "f":
+            c = np.full(k, consts[0].reshape(-1)[0], dtype=consts[0].dtype)
         else:
-            bias = c @ w
-            if len(lin.inputs) > 2:
-                bias = bias + g.constants[lin.inputs[2]]
-            inputs += [lin.inputs[1], rw.add_constant(f"{lin.name}.b", bias.astype(w.dtype))]
-        rw.claim((node.name,), lin.name, Node(lin.name, "Linear", tuple(inputs), lin.attrs, lin.shape))
+            c = _channel_vector(Node("", "Linear", ()), consts[0], node.shape)
+        if c is None or c.shape[0] != k:
+            continue
+        if reshape is not None:
+            moved = Node(reshape.name, "Reshape", (source,), reshape.attrs, reshape.shape)
+            rw.claim((), reshape.name, moved)
+            source = reshape.name
+        rw.replace[node.name] = None
+        for lin in readers:
+            rw.claim((), lin.name, _folded_linear(rw, node.op, source, c, lin))
 
 
 def _merge_reshapes(rw: Rewriter) -> None:
@@ -212,6 +260,24 @@ def _merge_reshapes(rw: Rewriter) -> None:
                 rw.claim((inner.name,), node.name, new)
 
 
+def _identity_sweep(rw: Rewriter) -> None:
+    """Drop ``Add(x, 0)`` and ``Mul(x, 1)`` by constants that do not change the shape."""
+    g = rw.graph
+    for node in g.nodes:
+        if node.op not in ("Add", "Mul") or len(node.inputs) != 2 or node.name in rw.outputs:
+            continue
+        neutral = 0.0 if node.op == "Add" else 1.0
+        for k in (0, 1):
+            c = g.constants.get(node.inputs[1 - k])
+            x = node.inputs[k]
+            if c is None or x in g.constants or g.shape_of(x) != node.shape:
+                continue
+            if c.dtype.kind == "f" and np.all(c == neutral) and rw.free(node.name):
+                rw.bypass(node.name, x)
+                break
+
+
+remove_identity_ops: Pass = _until_fixed(_identity_sweep)
 fold_scale_into_weights: Pass = _until_fixed(_fold_scale)
 fold_bias: Pass = _until_fixed(_fold_bias)
 fold_affine_into_next_linear: Pass = _until_fixed(_fold_into_next)
@@ -219,12 +285,16 @@ merge_reshapes: Pass = _until_fixed(_merge_reshapes)
 
 DEFAULT_PASSES: tuple[Pass, ...] = (
     eliminate_dead_nodes,
+    remove_identity_ops,
     merge_reshapes,
     fuse_gelu,
+    matmul_transposed_to_linear,
+    sink_transposes,
     fold_scale_into_weights,
     fold_bias,
     fold_affine_into_next_linear,
     fold_bias,
+    merge_reshapes,
     eliminate_dead_nodes,
 )
 """The passes ``models.load_onnx`` runs (in this order)."""

@@ -75,15 +75,20 @@ class Rewriter:
         self.replace[name] = None
         self.rewire[name] = source
 
-    def add_constant(self, base: str, value: np.ndarray) -> str:
-        """A new constant with a fresh name derived from ``base``."""
+    def fresh_name(self, base: str) -> str:
+        """A value name derived from ``base`` that the graph does not use yet."""
         for k in itertools.count(1):
             name = f"{base}:{k}"
             if name not in self._names:
                 self._names.add(name)
-                self.constants[name] = value
                 return name
         raise AssertionError("unreachable")
+
+    def add_constant(self, base: str, value: np.ndarray) -> str:
+        """A new constant with a fresh name derived from ``base``."""
+        name = self.fresh_name(base)
+        self.constants[name] = value
+        return name
 
     @property
     def changed(self) -> bool:

@@ -149,9 +149,10 @@ def load_problem(model_path: str | Path, spec_path: str | Path) -> Problem:
 def make_forward(graph: Any, runtime: Runtime) -> Callable[[torch.Tensor], torch.Tensor]:
     """The model on flat tensors: ``[B, n_in] -> [B, n_out]`` (via ``models.evaluate``)."""
     in_shape = tuple(graph.inputs[0].shape)
+    constants = models.constant_tensors(graph, device=runtime.device, dtype=runtime.dtype)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        out = models.evaluate(graph, x.reshape(x.shape[0], *in_shape))
+        out = models.evaluate(graph, x.reshape(x.shape[0], *in_shape), constants=constants)
         return out.reshape(x.shape[0], -1)
 
     return forward

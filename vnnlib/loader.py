@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from vnnlib.cache import SpecCache, content_key, read_disk, write_disk
@@ -32,7 +35,25 @@ def parse_vnnlib(
     Raises:
         VnnlibError: the text is malformed, unsupported, or too large.
     """
-    return normalize(parse(text, source), max_cases)
+    with _cyclic_gc_paused():
+        return normalize(parse(text, source), max_cases)
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (if enabled) for the duration of the block.
+
+    Parsing allocates millions of small tuples for large specs and creates no reference
+    cycles, so the collector's repeated scans of the growing heap are pure overhead (about
+    45% of the time on a 20 MB spec). Reference counting still frees everything as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def load_vnnlib(

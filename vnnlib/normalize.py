@@ -88,6 +88,12 @@ def to_dnf(expr: BoolExpr, limit: int = DEFAULT_MAX_CASES) -> list[Clause]:
             done.append([((node,),)])
         elif kind is Truth:
             done.append([()] if node.value else [])
+        elif all(type(c) is InputBound or type(c) is OutputRow for c in node.children):
+            # Shortcut for the common flat case: (and atom ...) or (or atom ...).
+            if kind is And:
+                done.append([(node.children,)] if node.children else [()])
+            else:
+                done.append(_dnf_or([[((c,),)] for c in node.children], limit))
         elif not expanded:
             todo.append((node, True))
             todo.extend((child, False) for child in reversed(node.children))
@@ -189,6 +195,7 @@ class _CaseBuilder:
         self.n_in, self.n_out = n_in, n_out
         self.parts: dict[int, tuple[Segment, _Part]] = {}
         self.boxes: dict[tuple[int, ...], _Box] = {}
+        self.by_content: dict[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray]] = {}
         self.no_rows = (_readonly(np.zeros((0, n_out))), _readonly(np.zeros(0)))
 
     def part(self, segment: Segment) -> _Part:
@@ -211,6 +218,10 @@ class _CaseBuilder:
         else:
             lower = _readonly(np.maximum.reduce([p.lower for p in parts]))
             upper = _readonly(np.minimum.reduce([p.upper for p in parts]))
+            # Equal boxes built from different segments share one pair of arrays.
+            lower, upper = self.by_content.setdefault(
+                (lower.tobytes(), upper.tobytes()), (lower, upper)
+            )
         unbounded = None
         for name, bound in (("lower", lower), ("upper", upper)):
             bad = np.flatnonzero(~np.isfinite(bound))

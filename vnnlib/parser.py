@@ -56,6 +56,18 @@ _RAW_COMMANDS = frozenset(
 )
 
 
+_PAIR_COMPARISONS = frozenset({"<=", ">=", "<", ">"})
+
+
+def _finite_number(word: str) -> float | None:
+    """``word`` as a float if it is a well-formed, finite number, else None."""
+    if NUMBER_RE.fullmatch(word):
+        value = float(word)
+        if value - value == 0.0:
+            return value
+    return None
+
+
 class _Replay(Exception):
     """Internal: a fused match needs the exact token-by-token path."""
 
@@ -209,9 +221,30 @@ class _Parser:
                 self._atom(token.kind == NUMBER, token.text, offset)
 
     def _flat(self, m: re.Match[str]) -> None:
-        """A flat list ``(HEAD ATOM ...)``; anything unusual is replayed token by token."""
-        head = m.group(FLAT_HEAD)
-        rest = m.group(FLAT_REST)
+        """A flat list ``(HEAD ATOM ...)``; a comparison of two atoms is the fast case."""
+        head, rest = m.group(FLAT_HEAD, FLAT_REST)
+        stack = self.stack
+        if stack and head in _PAIR_COMPARISONS:
+            words = rest.split()
+            parent = stack[-1]
+            if len(words) == 2 and parent.head in _EXPRESSION_PARENTS:
+                variables = self.variables
+                a, b = words
+                ta = a if a in variables else _finite_number(a)
+                tb = b if b in variables else _finite_number(b)
+                if ta is not None and tb is not None:
+                    try:
+                        value = leq(ta, tb, variables) if head[0] == "<" else leq(tb, ta, variables)
+                    except LinearityError:
+                        self._replay(m)  # raises the error at its exact place
+                        return
+                    parent.args.append(value)
+                    parent.offsets.append(m.start())
+                    return
+        self._flat_general(m, head, rest)
+
+    def _flat_general(self, m: re.Match[str], head: str, rest: str) -> None:
+        """Any other flat list; anything unusual is replayed token by token."""
         words = rest.split()
         stack = self.stack
         start = m.start()
@@ -224,7 +257,7 @@ class _Parser:
                 return
             handler = _OPERATORS.get(head)
             parent = stack[-1]
-            if handler is None or parent.head is None or parent.head in _RAW_COMMANDS:
+            if handler is None or parent.head not in _EXPRESSION_PARENTS:
                 raise _Replay
             frame = _Frame(start)
             frame.head = head
@@ -241,11 +274,10 @@ class _Parser:
         """An argument of a flat list: a declared variable or a finite number."""
         if word in self.variables:
             return word
-        if NUMBER_RE.fullmatch(word):
-            value = float(word)
-            if value - value == 0.0:
-                return value
-        raise _Replay
+        value = _finite_number(word)
+        if value is None:
+            raise _Replay
+        return value
 
     # -- plain tokens ------------------------------------------------------------------------
 
@@ -462,6 +494,7 @@ _OPERATORS: dict[str, _Handler] = {
     "-": _Parser._op_sub,
     "*": _Parser._op_mul,
 }
+_EXPRESSION_PARENTS = frozenset(_OPERATORS) | {"assert"}
 _COMMANDS: dict[str, _Handler] = {
     "assert": _Parser._cmd_assert,
     "declare-const": _Parser._cmd_declare,

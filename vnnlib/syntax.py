@@ -149,6 +149,11 @@ def leq(a: Term, b: Term, variables: dict[str, tuple[bool, int]]) -> BoolExpr:
     if type(a) is float and type(b) is str:
         is_input, index = variables[b]
         return InputBound(index, False, a) if is_input else OutputRow(((index, -1.0),), -a)
+    if type(a) is str and type(b) is str:
+        a_input, i = variables[a]
+        b_input, j = variables[b]
+        if not a_input and not b_input and i != j:
+            return OutputRow(((i, 1.0), (j, -1.0)), 0.0)
     diff = lin_sum([a, b], [1.0, -1.0])
     return classify(diff.coeffs, -diff.const, variables)
 

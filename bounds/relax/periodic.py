@@ -17,7 +17,7 @@ Default slopes: the line that minimises the L1 gap ``integral |f - line|`` over 
 i.e. the supporting line of the convex (lower) or concave (upper) hull of ``f`` at the
 midpoint. It is the tangent at the midpoint or the chord on convex/concave stretches, the
 tangent through an endpoint on S-shaped stretches, and a nearly flat line at ``±1`` for wide
-intervals. It is found by 40 bisection steps on the slope (the hull's contact point moves
+intervals. It is found by 30 bisection steps on the slope (the hull's contact point moves
 monotonically with the slope).
 
 ``alpha = [p_lower, p_upper]`` are relative slopes in ``[0, 1]`` over the range of ``f'`` on
@@ -41,7 +41,7 @@ from .tangents import Fn, Pair, SlopeFamily, build_relaxation
 TWO_PI = 2.0 * math.pi
 HALF_PI = 0.5 * math.pi
 MAX_ABS = 2.0**30
-_SLOPE_STEPS = 40
+_SLOPE_STEPS = 30
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,12 @@ def wave_range(f: Fn, phase: float, l: Tensor, u: Tensor) -> Pair:
     return bot, top
 
 
-def _candidate(wave: Wave, a: Tensor, l: Tensor, u: Tensor, lower: bool) -> Tensor:
+def _candidate(wave: Wave, a: Tensor, l: Tensor, u: Tensor, lower: bool) -> Pair:
     """The one local minimum (``lower``) or maximum of ``f - a x`` in ``[l, u]`` that matters.
 
-    Returns ``l`` where ``[l, u]`` holds none. No gradient (envelope theorem: the bias's
-    derivative in ``a`` is ``-x`` at the optimum whatever ``x``'s own derivative is).
+    Returns ``(x, found)``; ``x = l`` where ``[l, u]`` holds none. No gradient (envelope
+    theorem: the bias's derivative in ``a`` is ``-x`` at the optimum whatever ``x``'s own
+    derivative is).
     """
     with torch.no_grad():
         a = a.detach().clamp(-1.0, 1.0)
@@ -99,40 +100,50 @@ def _candidate(wave: Wave, a: Tensor, l: Tensor, u: Tensor, lower: bool) -> Tens
         kmin = torch.ceil((l - c) / TWO_PI)
         kmax = torch.floor((u - c) / TWO_PI)
         k = torch.where((a >= 0) == lower, kmax, kmin)
-        x = c + TWO_PI * k
-        return torch.where(kmin <= kmax, x, l.expand_as(x))
-
-
-def _values(wave: Wave, a: Tensor, l: Tensor, u: Tensor, lower: bool) -> tuple[Tensor, Tensor]:
-    """Candidate points ``[3, *shape]`` (l, u, stationary) and ``f - a x`` there."""
-    x = _candidate(wave, a, l, u, lower)
-    pts = torch.stack(torch.broadcast_tensors(l, u, x))
-    return pts, wave.f(pts) - a * pts
+        found = kmin <= kmax
+        return torch.where(found, c + TWO_PI * k, l), found
 
 
 def wave_offsets(wave: Wave, a_lo: Tensor, a_up: Tensor, l: Tensor, u: Tensor) -> Pair:
     """Exact biases: ``min`` of ``f - a_lo x`` and ``max`` of ``f - a_up x`` over ``[l, u]``."""
     slack = _slack(l, u)
-    _, v_lo = _values(wave, a_lo, l, u, lower=True)
-    _, v_up = _values(wave, a_up, l, u, lower=False)
-    return v_lo.amin(0) - slack, v_up.amax(0) + slack
+    fl, fu = wave.f(l), wave.f(u)
+    x_lo, _ = _candidate(wave, a_lo, l, u, lower=True)
+    x_up, _ = _candidate(wave, a_up, l, u, lower=False)
+    low = torch.minimum(torch.minimum(fl - a_lo * l, fu - a_lo * u), wave.f(x_lo) - a_lo * x_lo)
+    high = torch.maximum(torch.maximum(fl - a_up * l, fu - a_up * u), wave.f(x_up) - a_up * x_up)
+    return low - slack, high + slack
+
+
+def _contact(wave: Wave, a: Tensor, l: Tensor, u: Tensor, fl: Tensor, fu: Tensor, lower: bool) -> Tensor:
+    """Where the tightest line of slope ``a`` touches ``f`` (an argmin/argmax of ``f - a x``).
+
+    Uses the closed-form value ``∓sqrt(1 - a^2)`` of ``f`` at the interior candidate.
+    """
+    x, found = _candidate(wave, a, l, u, lower)
+    s = (1.0 - a * a).clamp(min=0.0).sqrt()
+    hx = torch.where(found, (-s if lower else s) - a * x, fl - a * l)
+    hl, hu = fl - a * l, fu - a * u
+    sgn = 1.0 if lower else -1.0
+    best_x = torch.where(sgn * hu < sgn * hl, u, l)
+    best_v = torch.minimum(sgn * hl, sgn * hu)
+    return torch.where(sgn * hx < best_v, x, best_x)
 
 
 def _hull_slope(wave: Wave, l: Tensor, u: Tensor, lower: bool) -> Tensor:
     """Slope of the hull's supporting line at the midpoint (L1-optimal line), by bisection.
 
     The contact point ``x(a)`` of the tightest line of slope ``a`` is monotone in ``a``
-    (increasing for the lower hull, decreasing for the upper): move ``a`` until it reaches
-    the midpoint.
+    (non-decreasing for the lower hull, non-increasing for the upper): move ``a`` until the
+    contact point crosses the midpoint.
     """
     lo, hi = wave_range(wave.df, wave.phase + HALF_PI, l, u)
     m = 0.5 * (l + u)
     with torch.no_grad():
+        fl, fu = wave.f(l), wave.f(u)
         for _ in range(_SLOPE_STEPS):
             a = 0.5 * (lo + hi)
-            pts, vals = _values(wave, a, l, u, lower)
-            idx = (vals.argmin(0) if lower else vals.argmax(0)).unsqueeze(0)
-            x = pts.gather(0, idx).squeeze(0)
+            x = _contact(wave, a, l, u, fl, fu, lower)
             up = x < m if lower else x > m
             lo, hi = torch.where(up, a, lo), torch.where(up, hi, a)
     return 0.5 * (lo + hi)

@@ -12,7 +12,7 @@ rules for the default):
 * ``l >= 0``: lower = chord, upper = tangent at the midpoint;
 * ``l < 0 < u``: lower = chord if it stays below ``f`` (``k <= f'(l)``), else the tangent at
   ``d_L(u) <= 0``, the tangent point whose tangent passes through ``(u, f(u))``; upper
-  symmetric with ``d_U(l) = -d_L(-l)``. ``d_L`` comes from 60 bisection steps on
+  symmetric with ``d_U(l) = -d_L(-l)``. ``d_L`` comes from 40 bisection steps on
   ``[max(-u, -cap), 0]`` keeping the valid end (the tangent stays below ``f(u)``).
 
 Stationary points of ``f(x) - a x`` have closed forms (``f'`` is even and decreasing in
@@ -60,7 +60,7 @@ _SQRT_PI = math.sqrt(math.pi)
 _TANH_C = 2.0 * math.sqrt(2.0 / math.pi)
 _TANH_A = 0.044715
 _GELU_CAP = 40.0
-_STEPS_DEFAULT = 60
+_STEPS_DEFAULT = 40
 
 
 # --------------------------------------------------------------------------- S-shaped

@@ -148,7 +148,7 @@ class SmoothShape:
     df: Fn
     pieces: tuple[Piece, ...]
     knots: tuple[float, ...]
-    steps: int = 30
+    steps: int = 22
 
 
 def _bracket(shape: SmoothShape, piece: Piece, a: Tensor, s0: Tensor, s1: Tensor) -> Pair:

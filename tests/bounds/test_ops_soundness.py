@@ -42,20 +42,32 @@ def _single_op_graph(op: str, ex: OpExample) -> Graph:
             names.append(f"c{k}")
             continue
         n = _numel(spec)
-        nodes.append(Node(f"s{k}", "Slice", ("x",), freeze_attrs(
-            {"starts": (off,), "ends": (off + n,), "axes": (1,), "steps": (1,)}), (1, n)))
+        nodes.append(
+            Node(
+                f"s{k}",
+                "Slice",
+                ("x",),
+                freeze_attrs({"starts": (off,), "ends": (off + n,), "axes": (1,), "steps": (1,)}),
+                (1, n),
+            )
+        )
         nodes.append(Node(f"r{k}", "Reshape", (f"s{k}",), freeze_attrs({"shape": spec}), spec))
         names.append(f"r{k}")
         off += n
     out_shape = _infer_shape(op, ex, tuple(nodes), consts, total, names)
     nodes.append(Node("y", op, tuple(names), freeze_attrs(ex.attrs), out_shape))
-    return Graph((ValueInfo("x", (1, total)),), (ValueInfo("y", out_shape),), tuple(nodes),
-                 consts).validate()
+    return Graph(
+        (ValueInfo("x", (1, total)),), (ValueInfo("y", out_shape),), tuple(nodes), consts
+    ).validate()
 
 
 def _infer_shape(op, ex, nodes, consts, total, names) -> tuple[int, ...]:
-    g = Graph((ValueInfo("x", (1, total)),), (ValueInfo("y", ()),),
-              nodes + (Node("y", op, tuple(names), freeze_attrs(ex.attrs), ()),), consts)
+    g = Graph(
+        (ValueInfo("x", (1, total)),),
+        (ValueInfo("y", ()),),
+        nodes + (Node("y", op, tuple(names), freeze_attrs(ex.attrs), ()),),
+        consts,
+    )
     y = evaluate(g, torch.zeros(1, 1, total, dtype=torch.float64) + 0.5, output="y")
     return tuple(y.shape[1:])
 
@@ -68,13 +80,16 @@ def _sandwich(g: Graph, rng: np.random.Generator) -> Graph:
     m = _numel(out.shape)
     w2 = rng.standard_normal((m, 3))
     nodes = [Node("pre", "Linear", ("x0", "w1"), freeze_attrs({}), (1, n))]
-    nodes += [Node(nd.name, nd.op, tuple("pre" if i == "x" else i for i in nd.inputs), nd.attrs,
-                   nd.shape) for nd in g.nodes]
+    nodes += [
+        Node(nd.name, nd.op, tuple("pre" if i == "x" else i for i in nd.inputs), nd.attrs, nd.shape)
+        for nd in g.nodes
+    ]
     nodes.append(Node("flat", "Reshape", (out.name,), freeze_attrs({"shape": (1, m)}), (1, m)))
     nodes.append(Node("z", "Linear", ("flat", "w2"), freeze_attrs({}), (1, 3)))
     consts = dict(g.constants, w1=w1, w2=w2)
-    return Graph((ValueInfo("x0", (1, n)),), (ValueInfo("z", (1, 3)),), tuple(nodes),
-                 consts).validate()
+    return Graph(
+        (ValueInfo("x0", (1, n)),), (ValueInfo("z", (1, 3)),), tuple(nodes), consts
+    ).validate()
 
 
 def _boxes(rng: np.random.Generator, n: int, positive: bool) -> list[tuple[np.ndarray, ...]]:
@@ -99,8 +114,12 @@ def _check(g: Graph, lo: np.ndarray, hi: np.ndarray, method: str) -> None:
     xs[0], xs[1] = l_t[0], u_t[0]
     ys = evaluate(g, xs).reshape(N_SAMPLES, -1)
     assert res.upper is not None
-    assert torch.all(ys >= res.lower - TOL), f"lower bound violated by {float((res.lower - ys).max())}"
-    assert torch.all(ys <= res.upper + TOL), f"upper bound violated by {float((ys - res.upper).max())}"
+    assert torch.all(ys >= res.lower - TOL), (
+        f"lower bound violated by {float((res.lower - ys).max())}"
+    )
+    assert torch.all(ys <= res.upper + TOL), (
+        f"upper bound violated by {float((ys - res.upper).max())}"
+    )
 
 
 CASES = [(op.name, i, ex) for op in REGISTRY for i, ex in enumerate(op.examples)]
@@ -116,8 +135,11 @@ def test_single_op_bounds_contain_samples(op: str, idx: int, ex: OpExample, meth
         _check(g, lo, hi, method)
 
 
-UNARY = [(op, i, ex) for op, i, ex in CASES if REGISTRY.get(op).kind in ("unary", "composite")
-         or op in ("Mul", "MatMul")]
+UNARY = [
+    (op, i, ex)
+    for op, i, ex in CASES
+    if REGISTRY.get(op).kind in ("unary", "composite") or op in ("Mul", "MatMul")
+]
 
 
 @pytest.mark.parametrize("method", METHODS)
