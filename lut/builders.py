@@ -39,6 +39,7 @@ AREA = "total area between upper and lower relaxation lines of both halves"
 VOLUME = "total volume between upper and lower relaxation planes of both halves (x split)"
 CHUNK = 1 << 15
 PROBES = 24
+MID_RTOL = 1e-9
 _DT = torch.float64
 
 ObjectiveFactory = Callable[[list[Tensor]], Objective]
@@ -61,7 +62,11 @@ def _optimise_nodes(factory: ObjectiveFactory, grid: Grid, coarse: int, golden: 
     for s in range(0, idx.size, CHUNK):
         sel = idx[s : s + CHUNK]
         ends = [torch.from_numpy(k[sel]).to(_DT) for k in keys]
-        t, _ = optimise_fraction(factory(ends), ends[0], coarse=coarse, golden=golden)
+        objective = factory(ends)
+        t, best = optimise_fraction(objective, ends[0], coarse=coarse, golden=golden)
+        mid = objective(torch.full_like(t, 0.5))
+        # Keep the exact midpoint unless the optimum is better beyond rounding noise.
+        t = torch.where(best < mid * (1.0 - MID_RTOL), t, torch.full_like(t, 0.5))
         t_all[sel] = t.numpy()
     q = np.rint(np.clip(t_all, 0.0, 1.0) * QUANT).astype(np.uint16)
     return q.reshape(grid.shape)

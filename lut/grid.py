@@ -10,13 +10,18 @@ sends it into the table's canonical region; the split fraction is invariant unde
 such maps when the relaxation is equivariant (checked when a table is built):
 
 * ``none``: identity.
-* ``periodic``: shift by a multiple of ``period`` so that the lower end lies in
-  ``[origin, origin + period)`` (Sin/Cos).
+* ``periodic``: shift by a multiple of ``period`` so that the interval's centre lies
+  in ``[origin, origin + period)`` (Sin/Cos).
 * ``shift``: translate the lower end to 0; the table is keyed by the width only.
 * ``scale``: divide by ``u`` (positive domains); the table is keyed by ``l/u``.
 * ``scale_sym``: divide by ``max(|l|, |u|)`` and mirror when ``|l| > |u|``, so the
   upper end becomes 1 (odd or even powers); keyed by the reduced lower end.
 * ``affine``: map ``[l, u]`` onto ``[0, 1]`` (the table becomes a constant).
+
+Each reduced interval is keyed either by its ends ``(l', u')`` (``"ends"``, the
+reference layout) or by its centre and width ``(c', w')`` (``"centre_width"``). The
+latter resolves narrow intervals by a fine width axis near 0, where the optimum
+tends to the midpoint, instead of mixing them with wide neighbours.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from torch import Tensor
 
 TRANSFORMS = ("linear", "log", "asinh")
 REDUCTIONS = ("none", "periodic", "shift", "scale", "scale_sym", "affine")
+KEYS = ("ends", "centre_width")
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,7 @@ class Reduction:
             return one, zero
         if self.kind == "periodic":
             assert self.period is not None
-            k = torch.floor((l - self.origin) / self.period)
+            k = torch.floor(((l + u) * 0.5 - self.origin) / self.period)
             return one, -k * self.period
         if self.kind == "shift":
             return one, -l
@@ -152,18 +158,24 @@ class Reduction:
 
 @dataclass(frozen=True)
 class Grid:
-    """Axes (two per input interval: lower end, upper end) and one reduction per interval."""
+    """Two axes per input interval (its key, see :data:`KEYS`), one reduction and one
+    key kind per interval."""
 
     axes: tuple[Axis, ...]
     reductions: tuple[Reduction, ...] = field(default=())
+    keys: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if len(self.axes) % 2 or not self.axes:
             raise ValueError("a grid has two axes (lower, upper end) per input interval")
         if not self.reductions:
             object.__setattr__(self, "reductions", (Reduction(),) * self.n_intervals)
-        if len(self.reductions) != self.n_intervals:
-            raise ValueError("one reduction per input interval is required")
+        if not self.keys:
+            object.__setattr__(self, "keys", ("ends",) * self.n_intervals)
+        if len(self.reductions) != self.n_intervals or len(self.keys) != self.n_intervals:
+            raise ValueError("one reduction and one key kind per input interval are required")
+        if any(k not in KEYS for k in self.keys):
+            raise ValueError(f"key kinds must be in {KEYS}, got {self.keys}")
 
     @property
     def n_intervals(self) -> int:
@@ -180,18 +192,33 @@ class Grid:
     def node_intervals(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per input interval, the ``(lower, upper)`` node values broadcast to ``shape``."""
         mesh = np.meshgrid(*[a.nodes() for a in self.axes], indexing="ij")
-        return [(mesh[2 * i], mesh[2 * i + 1]) for i in range(self.n_intervals)]
+        out = []
+        for i, key in enumerate(self.keys):
+            a, b = mesh[2 * i], mesh[2 * i + 1]
+            out.append((a - b / 2, a + b / 2) if key == "centre_width" else (a, b))
+        return out
+
+    def key_values(self, ends: list[Tensor]) -> list[Tensor]:
+        """Axis coordinates (ends or centre/width) of reduced intervals ``[l0, u0, l1, ...]``."""
+        out: list[Tensor] = []
+        for i, key in enumerate(self.keys):
+            l, u = ends[2 * i], ends[2 * i + 1]
+            out += [(l + u) * 0.5, u - l] if key == "centre_width" else [l, u]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "axes": [a.to_dict() for a in self.axes],
             "reductions": [r.to_dict() for r in self.reductions],
+            "keys": list(self.keys),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Grid:
         return cls(
-            tuple(Axis(**a) for a in d["axes"]), tuple(Reduction(**r) for r in d["reductions"])
+            tuple(Axis(**a) for a in d["axes"]),
+            tuple(Reduction(**r) for r in d["reductions"]),
+            tuple(d.get("keys", ())),
         )
 
 

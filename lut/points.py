@@ -6,9 +6,10 @@ minimises the total relaxation gap of the two halves ``[l, p]`` and ``[p, u]``:
 1. the interval is reduced (period, shift, scale; see :mod:`lut.grid`) and looked
    up in the op's table (multilinear interpolation of the stored fractions by
    default, or the reference's inner-grid-interval rule with ``mode="inner"``);
-2. with a registered relaxation (``polish=True``), the interpolated fraction, the
-   extreme fractions of the grid cell and the midpoint are compared on the actual
-   interval and the best is kept, so the point is never worse than the midpoint;
+2. optionally (``polish=True``, needs the registered relaxation; costs 8
+   relaxation evaluations per point), the interpolated fraction, the extreme
+   fractions of the grid cell and the midpoint are compared on the actual interval
+   and the best is kept, so the point is never worse than the midpoint;
 3. intervals outside the table are optimised directly (coarse scan + golden
    section, vectorised) with the registered relaxation; without one,
    :class:`~lut.errors.MissingRelaxationError` is raised (never a silent midpoint).
@@ -61,7 +62,7 @@ def branching_points(
     upper: Tensor,
     *,
     mode: str = "interp",
-    polish: bool = True,
+    polish: bool = False,
     store: TableStore | None = None,
 ) -> Tensor:
     """Split points for a unary op's input intervals ``[lower, upper]`` (see module doc).
@@ -88,7 +89,7 @@ def branching_points_mul(
     y_upper: Tensor,
     *,
     mode: str = "interp",
-    polish: bool = True,
+    polish: bool = False,
     store: TableStore | None = None,
 ) -> Tensor:
     """Split points of ``x``'s interval in the product ``x*y`` (``y`` kept whole)."""
@@ -119,7 +120,7 @@ def _points(name: str, ends: list[Tensor], mode: str, polish: bool, store: Table
 
 
 def _reduce(table: LookupTable, ends: list[Tensor]) -> tuple[list[Tensor], Tensor, Tensor]:
-    """Reduced endpoints, mask of finite reductions, and the mirror flag of interval 0."""
+    """Axis keys of the reduced intervals, mask of finite reductions, mirror flag of interval 0."""
     keys: list[Tensor] = []
     ok = torch.ones_like(ends[0], dtype=torch.bool)
     mirror = torch.zeros_like(ok)
@@ -131,7 +132,7 @@ def _reduce(table: LookupTable, ends: list[Tensor]) -> tuple[list[Tensor], Tenso
         ok &= torch.isfinite(a) & torch.isfinite(b)
         if i == 0:
             mirror = a < 0
-    return keys, ok, mirror
+    return table.grid.key_values(keys), ok, mirror
 
 
 def _fractions(

@@ -40,25 +40,35 @@ class TableSpec:
         return "mul" if self.grid.n_intervals == 2 else "unary"
 
 
-def _plain(lo: float, hi: float, count: int) -> Grid:
-    axis = Axis(lo, hi, count)
-    return Grid((axis, axis))
+def _centred(
+    c_max: float,
+    c_count: int,
+    c_scale: float,
+    w_max: float,
+    w_count: int,
+    w_scale: float,
+    reduction: Reduction | None = None,
+) -> Grid:
+    """Centre/width keys on asinh axes: fine near a centre of 0 and near a width of 0."""
+    centre = Axis(-c_max, c_max, c_count, "asinh", c_scale)
+    width = Axis(0.0, w_max, w_count, "asinh", w_scale)
+    return Grid((centre, width), (reduction or Reduction(),), ("centre_width",))
 
 
-def _periodic(count_l: int, max_width: float) -> Grid:
-    lo = Axis(-math.pi, math.pi, count_l)
-    step = 2 * math.pi / (count_l - 1)
-    n_u = round((2 * math.pi + max_width) / step) + 1
-    hi = Axis(-math.pi, -math.pi + step * (n_u - 1), n_u)
-    return Grid((lo, hi), (Reduction("periodic", period=2 * math.pi, origin=-math.pi),))
+def _periodic(c_count: int, w_max: float, w_count: int) -> Grid:
+    """Centre reduced into [-pi, pi) (linear axis), width on an asinh axis."""
+    centre = Axis(-math.pi, math.pi, c_count)
+    width = Axis(0.0, w_max, w_count, "asinh", 0.5)
+    red = Reduction("periodic", period=2 * math.pi, origin=-math.pi)
+    return Grid((centre, width), (red,), ("centre_width",))
 
 
 def _width(max_width: float, count: int) -> Grid:
     return Grid((Axis(0.0, 0.0, 1), Axis(0.0, max_width, count)), (Reduction("shift"),))
 
 
-def _ratio(min_ratio: float, count: int) -> Grid:
-    return Grid((Axis(min_ratio, 1.0, count, "log"), Axis(1.0, 1.0, 1)), (Reduction("scale"),))
+def _ratio(min_ratio: float, count: int, kind: str = "scale") -> Grid:
+    return Grid((Axis(min_ratio, 1.0, count, "log"), Axis(1.0, 1.0, 1)), (Reduction(kind),))
 
 
 def _sym(count: int) -> Grid:
@@ -73,16 +83,16 @@ def _mul(lo: float, hi: float, count: int) -> Grid:
 DEFAULT_SPECS: dict[str, TableSpec] = {
     s.name: s
     for s in (
-        TableSpec("Sigmoid", _plain(-20.0, 20.0, 321)),
-        TableSpec("Tanh", _plain(-10.0, 10.0, 321)),
-        TableSpec("Gelu", _plain(-10.0, 10.0, 321)),
-        TableSpec("Sin", _periodic(161, 2 * math.pi)),
-        TableSpec("Cos", _periodic(161, 2 * math.pi)),
-        TableSpec("Exp", _width(40.0, 401)),
-        TableSpec("Reciprocal", _ratio(1e-6, 241)),
-        TableSpec("Sqrt", _ratio(1e-6, 241)),
-        TableSpec("Pow2", _sym(401)),
-        TableSpec("Pow3", _sym(401)),
-        TableSpec(MUL, _mul(-5.0, 5.0, 21)),
+        TableSpec("Sigmoid", _centred(100.0, 193, 2.0, 200.0, 97, 0.5), coarse=24, golden=16),
+        TableSpec("Tanh", _centred(50.0, 193, 1.0, 100.0, 97, 0.25), coarse=24, golden=16),
+        TableSpec("Gelu", _centred(100.0, 193, 2.0, 200.0, 97, 0.5), coarse=24, golden=16),
+        TableSpec("Sin", _periodic(129, 2 * math.pi, 97), coarse=24, golden=16),
+        TableSpec("Cos", _periodic(129, 2 * math.pi, 97), coarse=24, golden=16),
+        TableSpec("Exp", _width(40.0, 401), coarse=24, golden=16),
+        TableSpec("Reciprocal", _ratio(1e-6, 241, "scale_sym"), coarse=24, golden=16),
+        TableSpec("Sqrt", _ratio(1e-6, 241), coarse=24, golden=16),
+        TableSpec("Pow2", _sym(401), coarse=24, golden=16),
+        TableSpec("Pow3", _sym(401), coarse=24, golden=16),
+        TableSpec(MUL, _mul(-5.0, 5.0, 21), coarse=24, golden=16),
     )
 }

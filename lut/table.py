@@ -2,7 +2,7 @@
 
 A table stores, at every node of its :class:`~lut.grid.Grid`, the optimal split
 position as a fraction ``t`` of the (reduced) interval, quantised to ``uint16``
-(``t = value / 65535``). Nodes that are not intervals (lower end >= upper end)
+(``t = value / 65534``, so 0.5 is exact). Nodes that are not intervals (lower end >= upper end)
 hold 0.5.
 
 File format (schema :data:`SCHEMA_VERSION`), deterministic so that rebuilding
@@ -33,7 +33,7 @@ from .grid import Grid
 
 SCHEMA_VERSION = 1
 MAGIC = b"NLVLUT\r\n"
-QUANT = 65535
+QUANT = 65534  # even, so that the midpoint 0.5 is stored exactly
 MODES = ("interp", "inner")
 JUMP = 0.2
 
@@ -158,11 +158,13 @@ class LookupTable:
         """Split fraction of the first interval, relative to that reduced interval.
 
         Args:
-            keys: reduced endpoints, one tensor per axis (``l', u'`` per interval),
-                all of one shape; callers pass only elements inside the grid.
-            mode: ``"interp"``: multilinear interpolation of the stored fractions;
+            keys: axis coordinates of the reduced intervals (:meth:`Grid.key_values`),
+                one tensor per axis, all of one shape; only elements inside the grid.
+            mode: ``"interp"``: multilinear interpolation of the stored fractions
+                (across a jump of the optimum, the nearest corner's value);
                 ``"inner"``: the reference rule, the optimum of the inner grid
-                interval (lower ends rounded up, upper ends down), used as an
+                interval (lower ends rounded up, upper ends down; for centre/width
+                keys the nearest centre and the width rounded down) used as an
                 absolute point; intervals narrower than one grid step get 0.5.
 
         Returns:
@@ -208,7 +210,8 @@ class LookupTable:
 
     def _interp(self, keys: list[Tensor]) -> Tensor:
         values, weights = self.corners(keys)
-        out = (values * weights).sum(0)
+        # Offsets from the first corner: equal corners (e.g. all 0.5) give that value exactly.
+        out = values[0] + (weights * (values - values[0])).sum(0)
         # Across a jump of the optimum (two equally good local minima) a blend can land
         # on the maximum in between: take the nearest corner's value there instead.
         jump = (values.amax(0) - values.amin(0)) > JUMP
@@ -218,21 +221,27 @@ class LookupTable:
     def _inner(self, keys: list[Tensor]) -> Tensor:
         flat = self.fractions_on(keys[0].device, keys[0].dtype)
         idx = torch.zeros_like(keys[0], dtype=torch.long)
-        ends: list[Tensor] = []
+        centre_width = [k == "centre_width" for k in self.grid.keys]
+        nodes_at: list[Tensor] = []
         for k, (axis, key, stride) in enumerate(
             zip(self.grid.axes, keys, self._strides(), strict=True)
         ):
             c = axis.coord(key)
-            i = torch.ceil(c - 1e-6) if k % 2 == 0 else torch.floor(c + 1e-6)
+            if centre_width[k // 2]:
+                i = torch.round(c) if k % 2 == 0 else torch.floor(c + 1e-6)
+            else:
+                i = torch.ceil(c - 1e-6) if k % 2 == 0 else torch.floor(c + 1e-6)
             i = i.clamp(0, axis.count - 1).long()
             idx = idx + i * stride
             if k < 2:
                 nodes = torch.as_tensor(axis.nodes(), device=key.device, dtype=key.dtype)
-                ends.append(nodes[i])
-        gl, gu = ends
-        l, u = keys[0], keys[1]
-        p = gl + flat[idx] * (gu - gl)
-        t = (p - l) / (u - l)
+                nodes_at.append(nodes[i])
+        if centre_width[0]:
+            l, u = keys[0] - keys[1] / 2, keys[0] + keys[1] / 2
+            gl, gu = nodes_at[0] - nodes_at[1] / 2, nodes_at[0] + nodes_at[1] / 2
+        else:
+            (l, u), (gl, gu) = keys[:2], nodes_at
+        t = (gl + flat[idx] * (gu - gl) - l) / (u - l)
         return torch.where(gu > gl, t, torch.full_like(t, 0.5)).clamp(0.0, 1.0)
 
 

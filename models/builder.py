@@ -1,9 +1,9 @@
 """Incremental construction of a :class:`models.Graph` with shape tracing.
 
 The builder appends canonical nodes in topological order and computes each
-node's static shape by running its ``models.evaluate.FORWARD`` function on
-``meta`` tensors (no data, no compute), so shapes and evaluation semantics can
-never disagree.
+node's static shape by running its ``models.evaluate.FORWARD`` function on a
+zero sample (batch of one, float64, CPU), so shapes and evaluation semantics
+can never disagree.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .evaluate import FORWARD
+from .evaluate import FORWARD, c_array
 from .graph import Graph, Node, ValueInfo, freeze_attrs
-
 
 _CONSTANT_SLOTS: dict[str, frozenset[int]] = {
     "Linear": frozenset({1, 2}),
@@ -28,11 +27,9 @@ _CONSTANT_SLOTS: dict[str, frozenset[int]] = {
 }
 
 
-def _meta_constant(arr: np.ndarray) -> torch.Tensor:
-    dtype = torch.float32 if arr.dtype.kind == "f" else torch.int64
-    if arr.dtype == np.bool_:
-        dtype = torch.bool
-    return torch.empty(arr.shape, dtype=dtype, device="meta")
+def _probe_constant(arr: np.ndarray) -> torch.Tensor:
+    t = torch.as_tensor(c_array(arr))
+    return t.to(torch.float64) if t.is_floating_point() else t
 
 
 def normalize_constant(arr: Any) -> np.ndarray:
@@ -104,19 +101,20 @@ class GraphBuilder:
         name: str | None = None,
         base: str = "node",
     ) -> str:
-        """Append a node; its shape is traced with ``FORWARD[op]`` on meta tensors."""
+        """Append a node; its shape is traced with ``FORWARD[op]`` on a zero sample."""
         frozen = freeze_attrs(dict(attrs or {}))
         if inputs and all(i in self.constants for i in inputs):
             value = self._fold(Node(name or base, op, tuple(inputs), frozen, ()))
             return self.add_constant(value, name=name, base=base)
         probe = Node(self.fresh(base) if name is None else name, op, tuple(inputs), frozen, ())
         args = [
-            _meta_constant(self.constants[i])
+            _probe_constant(self.constants[i])
             if i in self.constants
-            else torch.empty((1, *self._shapes[i]), device="meta")
+            else torch.zeros((1, *self._shapes[i]), dtype=torch.float64)
             for i in inputs
         ]
-        out = FORWARD[op](probe, args)
+        with torch.no_grad():
+            out = FORWARD[op](probe, args)
         if out.dim() == 0 or out.shape[0] != 1:
             raise ValueError(f"{self.name}: node {probe.name!r} ({op}) lost its batch dimension")
         shape = tuple(int(d) for d in out.shape[1:])
@@ -136,7 +134,7 @@ class GraphBuilder:
         rank = max(a.ndim for k, a in enumerate(arrays) if k not in fixed)
         args = []
         for k, a in enumerate(arrays):
-            t = torch.as_tensor(np.array(a, order="C"))
+            t = torch.as_tensor(c_array(a))
             t = t.to(torch.float64) if t.is_floating_point() else t
             if k not in fixed:
                 t = t.reshape((1,) * (rank - a.ndim + 1) + tuple(a.shape))

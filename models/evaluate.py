@@ -27,6 +27,13 @@ FORWARD: dict[str, ForwardFn] = {**BASIC_FORWARD, **NN_FORWARD}
 __all__ = ["FORWARD", "ForwardFn", "constant_tensors", "evaluate", "evaluate_all"]
 
 
+def c_array(arr: np.ndarray) -> np.ndarray:
+    """``arr`` itself when C-contiguous and writable, else a copy that is (for torch)."""
+    if arr.flags.c_contiguous and arr.flags.writeable:
+        return arr
+    return np.array(arr, order="C")
+
+
 def constant_tensors(
     graph: Graph, *, device: torch.device | str, dtype: torch.dtype
 ) -> dict[str, Tensor]:
@@ -37,9 +44,7 @@ def constant_tensors(
     """
     out: dict[str, Tensor] = {}
     for name, arr in graph.constants.items():
-        if not (arr.flags.c_contiguous and arr.flags.writeable):
-            arr = np.array(arr, order="C")
-        t = torch.as_tensor(arr, device=device)
+        t = torch.as_tensor(c_array(arr), device=device)
         out[name] = t.to(dtype) if t.is_floating_point() else t
     return out
 

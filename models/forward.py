@@ -103,10 +103,10 @@ def concat(node: Node, inputs: Sequence[Tensor]) -> Tensor:
 def slice_(node: Node, inputs: Sequence[Tensor]) -> Tensor:
     """Static slices; ``starts``/``ends`` follow Python ``range`` semantics (resolved)."""
     x = inputs[0]
-    attrs = node.attrs
-    for start, end, axis, step in zip(
-        attrs["starts"], attrs["ends"], attrs["axes"], attrs["steps"], strict=True
-    ):
+    starts = node.attrs["starts"]
+    axes = node.attr("axes", range(len(starts)))
+    steps = node.attr("steps", (1,) * len(starts))
+    for start, end, axis, step in zip(starts, node.attrs["ends"], axes, steps, strict=True):
         dim = int(axis) + 1
         if step > 0:
             index = [slice(None)] * x.dim()

@@ -107,7 +107,9 @@ def _direction_weights(
     bias = ""
     if ctx.input(node, 3) is not None:
         b = ctx.require_const(node, 3, "B")[d]
-        bias = ctx.constant(node, b[: 4 * hidden] + b[4 * hidden :], f"d{d}/bias")
+        bias = ctx.constant(
+            node, b[: 4 * hidden].astype(np.float64) + b[4 * hidden :], f"d{d}/bias"
+        )
     weights: dict[str, str | None] = {
         "tag": f"d{d}",
         "rt": ctx.constant(node, np.ascontiguousarray(r.T), f"d{d}/Rt"),
@@ -160,7 +162,9 @@ def _emit_outputs(
     if outs[0]:
         per_dir = []
         for d, (hs, _) in enumerate(results):
-            rows = [ctx.reshape(node, h, (1, 1, batch, hidden), f"d{d}/y{t}") for t, h in enumerate(hs)]
+            rows = [
+                ctx.reshape(node, h, (1, 1, batch, hidden), f"d{d}/y{t}") for t, h in enumerate(hs)
+            ]
             per_dir.append(_concat(ctx, node, rows, 0, f"d{d}/Y"))
         y = _concat(ctx, node, per_dir, 1, "Y")
         _bind(ctx, node, 0, y, (2, 0, 1, 3) if layout else None)
@@ -170,10 +174,18 @@ def _emit_outputs(
                 ctx.reshape(node, getattr(s, attr), (1, batch, hidden), f"d{d}/{attr}_last")
                 for d, (_, s) in enumerate(results)
             ]
-            _bind(ctx, node, k, _concat(ctx, node, finals, 0, f"Y_{attr}"), (1, 0, 2) if layout else None)
+            _bind(
+                ctx,
+                node,
+                k,
+                _concat(ctx, node, finals, 0, f"Y_{attr}"),
+                (1, 0, 2) if layout else None,
+            )
 
 
-def _concat(ctx: ConvertContext, node: onnx.NodeProto, parts: list[str], axis: int, tag: str) -> str:
+def _concat(
+    ctx: ConvertContext, node: onnx.NodeProto, parts: list[str], axis: int, tag: str
+) -> str:
     if len(parts) == 1:
         return parts[0]
     return ctx.emit(node, "Concat", parts, {"axis": axis}, tag=tag)
@@ -191,8 +203,16 @@ LSTM_CONVERTERS: dict[str, Converter] = {
     "LSTM": Converter(
         convert_lstm,
         frozenset(
-            {"activation_alpha", "activation_beta", "activations", "clip", "direction",
-             "hidden_size", "input_forget", "layout"}
+            {
+                "activation_alpha",
+                "activation_beta",
+                "activations",
+                "clip",
+                "direction",
+                "hidden_size",
+                "input_forget",
+                "layout",
+            }
         ),
-    ),  # fmt: skip
+    ),
 }

@@ -59,9 +59,7 @@ class ConvertContext:
     # --------------------------------------------------------------- errors
     def unsupported(self, node: onnx.NodeProto, reason: str) -> UnsupportedOpError:
         """The error to raise for an unsupported feature of ``node``."""
-        return UnsupportedOpError(
-            self.path, node_label(node), node.op_type, reason, self.supported
-        )
+        return UnsupportedOpError(self.path, node_label(node), node.op_type, reason, self.supported)
 
     def error(self, node: onnx.NodeProto, reason: str) -> ModelLoadError:
         """A load error about ``node`` that is not about support (invalid model)."""

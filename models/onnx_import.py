@@ -78,9 +78,12 @@ def load_onnx(path: str | Path, *, fold_constants: bool = True) -> Graph:
     if fold_constants:
         graph = run_passes(graph, DEFAULT_PASSES)
     logger.debug(
-        "loaded %s in %.3fs: %d nodes %s", label, time.perf_counter() - start, len(graph),
+        "loaded %s in %.3fs: %d nodes %s",
+        label,
+        time.perf_counter() - start,
+        len(graph),
         graph.op_counts(),
-    )  # fmt: skip
+    )
     return graph
 
 
@@ -193,7 +196,9 @@ class _Walker:
     def run(self) -> Graph:
         g = self.model.graph
         for init in g.initializer:
-            self.ctx.bind(init.name, self.b.add_constant(numpy_helper.to_array(init), name=init.name))
+            self.ctx.bind(
+                init.name, self.b.add_constant(numpy_helper.to_array(init), name=init.name)
+            )
         for vi in g.input:
             if not self.ctx.is_bound(vi.name):
                 dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
@@ -214,7 +219,9 @@ class _Walker:
             return
         conv = CONVERTERS.get(node.op_type)
         if conv is None:
-            raise ctx.unsupported(node, "the op is not supported on values that depend on the input")
+            raise ctx.unsupported(
+                node, "the op is not supported on values that depend on the input"
+            )
         attrs = _attrs(node)
         extra = sorted(set(attrs) - conv.attrs)
         if extra:
@@ -270,4 +277,3 @@ class _Walker:
         if not outputs:
             raise ModelLoadError(f"{self.label}: the model has no outputs")
         return self.b.build(outputs)
-

@@ -57,7 +57,7 @@ def convert_div(ctx: ConvertContext, node: onnx.NodeProto, attrs: Attrs) -> None
         c = ctx.b.constant(b)
         if c.dtype.kind != "f":
             raise ctx.unsupported(node, "integer division of a variable")
-        _binary(ctx, node, "Mul", a, ctx.constant(node, (1.0 / c).astype(c.dtype), "recip"))
+        _binary(ctx, node, "Mul", a, ctx.constant(node, 1.0 / c.astype(np.float64), "recip"))
         return
     ones = ctx.const(node, 0)
     if ones is not None and ones.size == 1 and ones.ndim <= len(ctx.shape(b)) and ones.item() == 1:
@@ -72,7 +72,8 @@ def _linear_bias(c: np.ndarray | None, beta: float, n: int) -> np.ndarray | None
         return None
     if c.ndim == 2 and c.shape[0] != 1:
         return None
-    return np.broadcast_to((beta * c).reshape(-1), (n,)).astype(c.dtype)
+    scaled = c if beta == 1.0 else beta * c.astype(np.float64)
+    return np.array(np.broadcast_to(scaled.reshape(-1), (n,)))
 
 
 def convert_gemm(ctx: ConvertContext, node: onnx.NodeProto, attrs: Attrs) -> None:
@@ -85,8 +86,9 @@ def convert_gemm(ctx: ConvertContext, node: onnx.NodeProto, attrs: Attrs) -> Non
     if bmat is None:
         _gemm_variable_b(ctx, node, attrs, a, alpha, beta)
         return
-    w = (bmat.T if attrs.get("transB") else bmat) * alpha
-    w_name = ctx.constant(node, w.astype(bmat.dtype), "W")
+    w = bmat.T if attrs.get("transB") else bmat
+    w = w if alpha == 1.0 else w * np.float64(alpha)
+    w_name = ctx.constant(node, w, "W")
     c = ctx.const(node, 2)
     bias = _linear_bias(c, beta, w.shape[1])
     if bias is not None:
@@ -111,7 +113,7 @@ def _scaled(ctx: ConvertContext, node: onnx.NodeProto, value: str, factor: float
         return value
     if ctx.is_constant(value):
         c = ctx.b.constant(value)
-        return ctx.constant(node, (c * factor).astype(c.dtype), "scaled")
+        return ctx.constant(node, c * np.float64(factor), "scaled")
     return ctx.emit(node, "Mul", [value, ctx.constant(node, np.float32(factor), "factor")])
 
 
@@ -193,7 +195,7 @@ def convert_pow(ctx: ConvertContext, node: onnx.NodeProto, attrs: Attrs) -> None
     base = ctx.const(node, 0)
     if base is None or np.any(base <= 0):
         raise ctx.unsupported(node, "a variable exponent needs a constant positive base")
-    log_base = ctx.constant(node, np.log(base).astype(base.dtype), "logbase")
+    log_base = ctx.constant(node, np.log(base.astype(np.float64)), "logbase")
     rank = _rank(ctx, e, log_base)
     scaled = ctx.emit(node, "Mul", [ctx.align_rank(node, e, rank), log_base])
     ctx.emit(node, "Exp", [scaled], output=0)
@@ -271,8 +273,19 @@ MATH_CONVERTERS: dict[str, Converter] = {
     **{
         op: _unary(op)
         for op in (
-            "Neg", "Relu", "Sigmoid", "Tanh", "Sin", "Cos", "Erf", "Exp", "Log",
-            "Reciprocal", "Sqrt", "Sign", "Floor",
+            "Neg",
+            "Relu",
+            "Sigmoid",
+            "Tanh",
+            "Sin",
+            "Cos",
+            "Erf",
+            "Exp",
+            "Log",
+            "Reciprocal",
+            "Sqrt",
+            "Sign",
+            "Floor",
         )
     },
-}  # fmt: skip
+}

@@ -83,7 +83,9 @@ def convert_conv_transpose(ctx: ConvertContext, node: onnx.NodeProto, attrs: Att
     spatial = list(ctx.shape(x)[2:])
     out_pad = [int(p) for p in attrs.get("output_padding", [0] * nsp)]
     auto = attrs.get("auto_pad", "NOTSET")
-    target = [int(d) for d in attrs.get("output_shape", [])][-nsp:] if "output_shape" in attrs else None
+    target = (
+        [int(d) for d in attrs.get("output_shape", [])][-nsp:] if "output_shape" in attrs else None
+    )
     if target is None and auto in ("SAME_UPPER", "SAME_LOWER"):
         target = [size * s for size, s in zip(spatial, out["strides"], strict=True)]
     if target is None:
@@ -152,12 +154,11 @@ def convert_batch_norm(ctx: ConvertContext, node: onnx.NodeProto, attrs: Attrs) 
     rank = len(ctx.shape(x))
     if rank < 2:
         raise ctx.error(node, "input needs a channel axis")
-    dtype = ctx.require_const(node, 1, "scale").dtype
     a = scale / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
     c = bias - mean * a
     per_channel = (-1,) + (1,) * (rank - 2)
-    a_name = ctx.constant(node, a.astype(dtype).reshape(per_channel), "scale")
-    c_name = ctx.constant(node, c.astype(dtype).reshape(per_channel), "shift")
+    a_name = ctx.constant(node, a.reshape(per_channel), "scale")
+    c_name = ctx.constant(node, c.reshape(per_channel), "shift")
     y = ctx.emit(node, "Mul", [x, a_name])
     ctx.emit(node, "Add", [y, c_name], output=0)
 
@@ -220,16 +221,26 @@ NN_CONVERTERS: dict[str, Converter] = {
     "ConvTranspose": Converter(
         convert_conv_transpose,
         frozenset(
-            {"auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape",
-             "pads", "strides"}
+            {
+                "auto_pad",
+                "dilations",
+                "group",
+                "kernel_shape",
+                "output_padding",
+                "output_shape",
+                "pads",
+                "strides",
+            }
         ),
-    ),  # fmt: skip
+    ),
     "MaxPool": Converter(convert_max_pool, frozenset(_POOL_ATTRS | {"storage_order"})),
     "AveragePool": Converter(convert_average_pool, frozenset(_POOL_ATTRS | {"count_include_pad"})),
     "GlobalAveragePool": Converter(convert_global_average_pool),
     "BatchNormalization": Converter(
         convert_batch_norm,
-        frozenset({"epsilon", "momentum", "spatial", "training_mode", "is_test", "consumed_inputs"}),
+        frozenset(
+            {"epsilon", "momentum", "spatial", "training_mode", "is_test", "consumed_inputs"}
+        ),
     ),
     "LayerNormalization": Converter(
         convert_layer_norm, frozenset({"axis", "epsilon", "stash_type"})

@@ -101,13 +101,20 @@ def _modes(ctx: ConvertContext, node: onnx.NodeProto, attrs: Attrs) -> tuple[str
     mode = str(attrs.get("mode", "nearest"))
     mode = "linear" if mode == "bilinear" else mode
     legacy = node.op_type == "Upsample" or ctx.opset < 11
-    coord = "asymmetric" if legacy else str(attrs.get("coordinate_transformation_mode", "half_pixel"))
+    coord = (
+        "asymmetric" if legacy else str(attrs.get("coordinate_transformation_mode", "half_pixel"))
+    )
     nearest = "simple" if legacy else str(attrs.get("nearest_mode", "round_prefer_floor"))
     if mode not in ("nearest", "linear"):
         raise ctx.unsupported(node, f"mode={mode!r} (only 'nearest' and 'linear')")
     if coord not in _COORD_MODES or nearest not in _NEAREST_MODES:
-        raise ctx.unsupported(node, f"coordinate_transformation_mode={coord!r}, nearest_mode={nearest!r}")
-    if int(attrs.get("antialias", 0)) or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise ctx.unsupported(
+            node, f"coordinate_transformation_mode={coord!r}, nearest_mode={nearest!r}"
+        )
+    if (
+        int(attrs.get("antialias", 0))
+        or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch"
+    ):
         raise ctx.unsupported(node, "antialias or keep_aspect_ratio_policy other than 'stretch'")
     return mode, coord, nearest
 
@@ -120,16 +127,16 @@ def convert_resize(ctx: ConvertContext, node: onnx.NodeProto, attrs: Attrs) -> N
     scales, lengths = _output_geometry(ctx, node, attrs, shape)
     coords = [_source_coords(coord, scales[a], shape[a], lengths[a]) for a in range(len(shape))]
     if mode == "nearest":
-        maps = [
-            _nearest_index(coords[a], nearest, scales[a], shape[a]) for a in range(len(shape))
-        ]
+        maps = [_nearest_index(coords[a], nearest, scales[a], shape[a]) for a in range(len(shape))]
         _emit_nearest(ctx, node, x, maps)
     else:
         mats = [_linear_matrix(coords[a], shape[a]) for a in range(len(shape))]
         _emit_linear(ctx, node, x, mats)
 
 
-def _emit_nearest(ctx: ConvertContext, node: onnx.NodeProto, x: str, maps: list[np.ndarray]) -> None:
+def _emit_nearest(
+    ctx: ConvertContext, node: onnx.NodeProto, x: str, maps: list[np.ndarray]
+) -> None:
     shape = ctx.shape(x)
     changed = [a for a, m in enumerate(maps) if not np.array_equal(m, np.arange(shape[a]))]
     if not changed:
@@ -155,7 +162,7 @@ def _emit_linear(ctx: ConvertContext, node: onnx.NodeProto, x: str, mats: list[n
         return
     rank = len(shape)
     for k, a in enumerate(changed):
-        w = ctx.constant(node, mats[a].astype(np.float32), f"interp{a}")
+        w = ctx.constant(node, mats[a], f"interp{a}")
         last = k == len(changed) - 1
         if a == rank - 1:
             x = ctx.emit(node, "Linear", [x, w], output=0 if last else None)
@@ -169,11 +176,18 @@ def _emit_linear(ctx: ConvertContext, node: onnx.NodeProto, x: str, mats: list[n
 
 _RESIZE_ATTRS = frozenset(
     {
-        "mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
-        "exclude_outside", "extrapolation_value", "antialias", "axes",
-        "keep_aspect_ratio_policy", "scales",
+        "mode",
+        "coordinate_transformation_mode",
+        "nearest_mode",
+        "cubic_coeff_a",
+        "exclude_outside",
+        "extrapolation_value",
+        "antialias",
+        "axes",
+        "keep_aspect_ratio_policy",
+        "scales",
     }
-)  # fmt: skip
+)
 
 RESIZE_CONVERTERS: dict[str, Converter] = {
     "Resize": Converter(convert_resize, _RESIZE_ATTRS),

@@ -71,7 +71,21 @@ SUPPORTED_OPS: dict[str, str] = {
 
 ELEMENTWISE_NONLINEAR = frozenset(
     {
-        "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Sin", "Cos", "Erf", "Gelu", "Exp", "Log",
-        "Reciprocal", "Sqrt", "Pow", "Sign", "Floor", "Clip",
+        "Relu",
+        "LeakyRelu",
+        "Sigmoid",
+        "Tanh",
+        "Sin",
+        "Cos",
+        "Erf",
+        "Gelu",
+        "Exp",
+        "Log",
+        "Reciprocal",
+        "Sqrt",
+        "Pow",
+        "Sign",
+        "Floor",
+        "Clip",
     }
 )

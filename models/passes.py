@@ -144,11 +144,11 @@ def _fold_scale(rw: Rewriter) -> None:
             continue
         g = rw.graph
         w = g.constants[prod.inputs[1]]
-        scaled = _scaled_weight(prod, w, s).astype(w.dtype)
+        scaled = _scaled_weight(prod, w.astype(np.float64), s.astype(np.float64))
         inputs = [prod.inputs[0], rw.add_constant(f"{node.name}.W", scaled)]
         if len(prod.inputs) > 2:
             b = g.constants[prod.inputs[2]]
-            inputs.append(rw.add_constant(f"{node.name}.b", (b * s).astype(b.dtype)))
+            inputs.append(rw.add_constant(f"{node.name}.b", b.astype(np.float64) * s))
         new = Node(node.name, prod.op, tuple(inputs), prod.attrs, node.shape)
         rw.claim((prod.name,), node.name, new)
 
@@ -165,9 +165,9 @@ def _fold_bias(rw: Rewriter) -> None:
             continue
         if len(prod.inputs) > 2:
             b = rw.graph.constants[prod.inputs[2]]
-            bias = (b + s).astype(b.dtype)
+            bias = b.astype(np.float64) + s
         else:
-            bias = np.array(s, dtype=c.dtype)
+            bias = np.array(s)
         inputs = (prod.inputs[0], prod.inputs[1], rw.add_constant(f"{node.name}.b", bias))
         rw.claim((prod.name,), node.name, Node(node.name, prod.op, inputs, prod.attrs, node.shape))
 
@@ -188,13 +188,13 @@ def _folded_linear(rw: Rewriter, op: str, x: str, c: np.ndarray, lin: Node) -> N
     w = g.constants[lin.inputs[1]]
     inputs = [x]
     if op == "Mul":
-        inputs.append(rw.add_constant(f"{lin.name}.W", (w * c[:, None]).astype(w.dtype)))
+        inputs.append(rw.add_constant(f"{lin.name}.W", w.astype(np.float64) * c[:, None]))
         inputs += list(lin.inputs[2:])
     else:
-        bias = c @ w
+        bias = c.astype(np.float64) @ w.astype(np.float64)
         if len(lin.inputs) > 2:
             bias = bias + g.constants[lin.inputs[2]]
-        inputs += [lin.inputs[1], rw.add_constant(f"{lin.name}.b", bias.astype(w.dtype))]
+        inputs += [lin.inputs[1], rw.add_constant(f"{lin.name}.b", bias)]
     return Node(lin.name, "Linear", tuple(inputs), lin.attrs, lin.shape)
 
 

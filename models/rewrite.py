@@ -105,7 +105,9 @@ class Rewriter:
                 inputs = tuple(_follow(self.rewire, i) for i in new.inputs)
                 new = Node(new.name, new.op, inputs, new.attrs, new.shape)
             nodes.append(new)
-        outputs = tuple(ValueInfo(_follow(self.rewire, o.name), o.shape) for o in self.graph.outputs)
+        outputs = tuple(
+            ValueInfo(_follow(self.rewire, o.name), o.shape) for o in self.graph.outputs
+        )
         consts = {**self.graph.constants, **self.constants}
         used = {i for n in nodes for i in n.inputs} | {o.name for o in outputs}
         consts = {k: v for k, v in consts.items() if k in used}

@@ -99,7 +99,9 @@ def _merge_one(rw: Rewriter, node: Node) -> bool:
         rw.bypass(node.name, inner.inputs[0])
         return True
     attrs = freeze_attrs({"perm": combined})
-    rw.claim((inner.name,), node.name, Node(node.name, "Transpose", inner.inputs, attrs, node.shape))
+    rw.claim(
+        (inner.name,), node.name, Node(node.name, "Transpose", inner.inputs, attrs, node.shape)
+    )
     return True
 
 

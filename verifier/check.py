@@ -123,11 +123,20 @@ def _points(
     return (lower + (upper - lower) * rng.random((n, size))).reshape(n, *shape)
 
 
-def _ort_outputs(model: bytes | str, points: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """First output of onnxruntime on every point, ``[n, *output_shape]``."""
-    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+def _session(model: bytes | str) -> ort.InferenceSession:
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
+def _input_dtype(sess: ort.InferenceSession) -> type[np.floating]:
+    return _NP_DTYPES.get(sess.get_inputs()[0].type, np.float32)
+
+
+def _ort_outputs(
+    sess: ort.InferenceSession, points: np.ndarray, shape: Sequence[int]
+) -> np.ndarray:
+    """First output of onnxruntime on every point (batched when the batch is symbolic)."""
     inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
-    dtype = _NP_DTYPES.get(inp.type, np.float32)
+    dtype = _input_dtype(sess)
     batch = inp.shape[0] if inp.shape else None
     if isinstance(batch, str) and out.shape and out.shape[0] == batch:
         x = points.astype(dtype).reshape(len(points), *tuple(shape)[1:])
@@ -139,7 +148,9 @@ def _ort_outputs(model: bytes | str, points: np.ndarray, shape: Sequence[int]) -
 def _errors(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     ref = ref.astype(np.float64).reshape(ours.shape)
     diff = np.abs(ours.astype(np.float64) - ref)
-    return float(diff.max(initial=0.0)), float((diff / np.maximum(1.0, np.abs(ref))).max(initial=0.0))
+    return float(diff.max(initial=0.0)), float(
+        (diff / np.maximum(1.0, np.abs(ref))).max(initial=0.0)
+    )
 
 
 def float64_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -152,8 +163,13 @@ def float64_model(model: onnx.ModelProto) -> onnx.ModelProto:
             g.initializer[k].CopyFrom(numpy_helper.from_array(arr, init.name))
     for node in g.node:
         for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == onnx.TensorProto.FLOAT:
-                attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64)))
+            if (
+                attr.type == onnx.AttributeProto.TENSOR
+                and attr.t.data_type == onnx.TensorProto.FLOAT
+            ):
+                attr.t.CopyFrom(
+                    numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64))
+                )
             elif node.op_type == "Cast" and attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
                 attr.i = onnx.TensorProto.DOUBLE
             elif node.op_type == "Constant" and attr.name in ("value_float", "value_floats"):
@@ -168,7 +184,7 @@ def float64_model(model: onnx.ModelProto) -> onnx.ModelProto:
 def _reference64_error(path: Path, points: np.ndarray, ours: np.ndarray, shape) -> float | None:
     model64 = float64_model(onnx.load(str(path))).SerializeToString()
     try:
-        ref = _ort_outputs(model64, points, shape)
+        ref = _ort_outputs(_session(model64), points, shape)
     except _ORT_ERRORS:
         return None
     return _errors(ours, ref)[1]
@@ -205,12 +221,9 @@ def check_model(
     graph = load_onnx(path)
     load_seconds = time.perf_counter() - start
     shape = graph.inputs[0].shape
-    sess_dtype = _NP_DTYPES.get(
-        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].type,
-        np.float32,
-    )
-    points = _points(shape, box, n_points, seed).astype(sess_dtype).astype(np.float64)
-    ref = _ort_outputs(str(path), points, shape)
+    sess = _session(str(path))
+    points = _points(shape, box, n_points, seed).astype(_input_dtype(sess)).astype(np.float64)
+    ref = _ort_outputs(sess, points, shape)
     ours = evaluate(graph, torch.from_numpy(points)).numpy()
     abs_err, rel_err = _errors(ours, ref)
     rel32 = ref64 = None

@@ -142,9 +142,10 @@ def _finite(value: Any) -> Any:
 
 
 def result_json(result: Result, model: Path, spec: Path) -> dict[str, Any]:
-    """The ``--json`` object: status, reason, timings, counterexample (lists) or null."""
+    """The ``--json`` object: status, reason, timings, stats, counterexample (lists) or null."""
     payload = result.to_dict()
-    payload["timings"] = {k: _finite(v) for k, v in payload["timings"].items()}
+    for key in ("timings", "stats"):
+        payload[key] = {k: _finite(v) for k, v in payload[key].items()}
     payload["model"] = str(model)
     payload["spec"] = str(spec)
     return payload

@@ -92,7 +92,8 @@ class RuntimeConfig:
         device: ``"cpu"`` or ``"cuda"`` (optionally ``"cuda:N"``).
         dtype: ``"float32"`` or ``"float64"``: the dtype of tensors in the engine.
         seed: seed for torch's global generators inside the context.
-        deterministic: request deterministic algorithms (warn-only) and disable TF32.
+        deterministic: disable TF32 matmuls and, on CUDA, request deterministic algorithms
+            (warn-only) with cuDNN benchmarking off.
     """
 
     device: str = "cpu"

@@ -93,11 +93,12 @@ class Result:
         return f"{self.status.word}\n{text}\n"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form: status, reason, timings, counterexample (or None)."""
+        """JSON-friendly form: status, reason, timings (``*_s``), other stats, counterexample."""
         return {
             "status": self.status.word,
             "reason": self.reason,
-            "timings": dict(self.stats),
+            "timings": {k: v for k, v in self.stats.items() if k.endswith("_s")},
+            "stats": {k: v for k, v in self.stats.items() if not k.endswith("_s")},
             "counterexample": None
             if self.counterexample is None
             else self.counterexample.to_dict(),

@@ -4,9 +4,11 @@ Nothing here runs at import time. Inside ``runtime_context(cfg)``:
 
 * torch's global RNGs are seeded with ``cfg.seed`` (their previous state is restored on exit);
 * the default floating dtype is ``cfg.dtype``;
-* with ``cfg.deterministic``: deterministic algorithms are requested (warn-only, so ops
-  without a deterministic kernel still run), cuDNN benchmarking is off and TF32 matmuls are
-  disabled (``float32_matmul_precision = "highest"``).
+* with ``cfg.deterministic``: TF32 matmuls are disabled (``float32_matmul_precision =
+  "highest"``) and, on CUDA, deterministic algorithms are requested (warn-only, so ops
+  without a deterministic kernel still run) with cuDNN benchmarking off. On CPU the
+  deterministic-algorithms switch is left alone: torch's CPU kernels used here are
+  deterministic already, and flipping the switch imports torch's compiler stack (seconds).
 """
 
 from __future__ import annotations
@@ -62,26 +64,41 @@ def runtime_context(cfg: RuntimeConfig) -> Iterator[Runtime]:
     device = resolve_device(cfg.device)
     dtype = _DTYPES[cfg.dtype]
     saved_dtype = torch.get_default_dtype()
-    saved_det = torch.are_deterministic_algorithms_enabled()
-    saved_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     saved_precision = torch.get_float32_matmul_precision()
-    saved_bench = torch.backends.cudnn.benchmark
-    saved_cudnn_det = torch.backends.cudnn.deterministic
     cuda_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
+    with (
+        torch.random.fork_rng(devices=cuda_devices),
+        _cuda_determinism(cfg.deterministic and device.type == "cuda"),
+    ):
         try:
             torch.manual_seed(cfg.seed)
             torch.set_default_dtype(dtype)
             if cfg.deterministic:
-                torch.use_deterministic_algorithms(True, warn_only=True)
                 torch.set_float32_matmul_precision("highest")
-                torch.backends.cudnn.benchmark = False
-                torch.backends.cudnn.deterministic = True
             log.debug("runtime: device=%s dtype=%s seed=%d", device, cfg.dtype, cfg.seed)
             yield Runtime(device=device, dtype=dtype)
         finally:
             torch.set_default_dtype(saved_dtype)
-            torch.use_deterministic_algorithms(saved_det, warn_only=saved_warn)
             torch.set_float32_matmul_precision(saved_precision)
-            torch.backends.cudnn.benchmark = saved_bench
-            torch.backends.cudnn.deterministic = saved_cudnn_det
+
+
+@contextlib.contextmanager
+def _cuda_determinism(enabled: bool) -> Iterator[None]:
+    """Deterministic algorithms (warn-only) and no cuDNN benchmarking, restored after."""
+    if not enabled:
+        yield
+        return
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2:]

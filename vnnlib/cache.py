@@ -123,6 +123,7 @@ def _unpack(arrays: dict[str, np.ndarray]) -> Spec:
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
+    """A contiguous read-only float64 copy or view of ``a``."""
     a = np.ascontiguousarray(a, dtype=np.float64)
     a.flags.writeable = False
     return a

@@ -35,12 +35,12 @@ def parse_vnnlib(
     Raises:
         VnnlibError: the text is malformed, unsupported, or too large.
     """
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused():
         return normalize(parse(text, source), max_cases)
 
 
 @contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
+def cyclic_gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector (if enabled) for the duration of the block.
 
     Parsing allocates millions of small tuples for large specs and creates no reference

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_CASES = 1_000_000
 
 Atom = InputBound | OutputRow
+_ATOM_TYPES = frozenset({InputBound, OutputRow})
 Segment = tuple[Atom, ...]
 Clause = tuple[Segment, ...]
 
@@ -73,8 +74,8 @@ def _dnf_or(kids: list[list[Clause]], limit: int) -> list[Clause]:
     return list(itertools.chain.from_iterable(kids))
 
 
-def to_dnf(expr: BoolExpr, limit: int = DEFAULT_MAX_CASES) -> list[Clause]:
-    """Disjunctive normal form of ``expr`` (iterative: no recursion limit).
+def _to_dnf(expr: BoolExpr, limit: int) -> list[Clause]:
+    """Disjunctive normal form of ``expr``, by an iterative post-order walk (no recursion).
 
     Raises:
         _TooManyCases: the DNF would have more than ``limit`` clauses.
@@ -88,20 +89,20 @@ def to_dnf(expr: BoolExpr, limit: int = DEFAULT_MAX_CASES) -> list[Clause]:
             done.append([((node,),)])
         elif kind is Truth:
             done.append([()] if node.value else [])
-        elif all(type(c) is InputBound or type(c) is OutputRow for c in node.children):
-            # Shortcut for the common flat case: (and atom ...) or (or atom ...).
-            if kind is And:
-                done.append([(node.children,)] if node.children else [()])
-            else:
-                done.append(_dnf_or([[((c,),)] for c in node.children], limit))
-        elif not expanded:
-            todo.append((node, True))
-            todo.extend((child, False) for child in reversed(node.children))
-        else:
+        elif expanded:  # the children's DNFs are the last len(children) entries of done
             n = len(node.children)
             kids = done[len(done) - n :]
             del done[len(done) - n :]
             done.append(_dnf_and(kids, limit) if kind is And else _dnf_or(kids, limit))
+        elif all(type(c) in _ATOM_TYPES for c in node.children):
+            # Shortcut for the common flat case (and atom ...) / (or atom ...).
+            if kind is And:
+                done.append([(node.children,)])
+            else:
+                done.append(_dnf_or([[((c,),)] for c in node.children], limit))
+        else:
+            todo.append((node, True))
+            todo.extend((child, False) for child in reversed(node.children))
     return done[0]
 
 
@@ -116,7 +117,7 @@ def _spec_dnf(parsed: ParsedVnnlib, limit: int) -> list[Clause]:
             atoms.append(expr)
             continue
         try:
-            dnf = to_dnf(expr, limit)
+            dnf = _to_dnf(expr, limit)
             size *= max(len(dnf), 1)
             if size > limit:
                 raise _TooManyCases(size)
@@ -180,12 +181,18 @@ def _segment_part(segment: Segment, n_in: int, n_out: int) -> _Part:
 
 
 class _Box(NamedTuple):
-    """A clause's input box with its verdict: ``empty`` or the first unbounded input."""
+    """A clause's input box and its verdicts (the first offending input, or None)."""
 
     lower: np.ndarray
     upper: np.ndarray
-    empty: bool
-    unbounded: tuple[int, str] | None
+    empty: int | None  # an input whose lower bound is above its upper bound
+    unbounded: tuple[int, str] | None  # an input without a finite "lower"/"upper" bound
+
+
+def _first(mask: np.ndarray) -> int | None:
+    """Index of the first true entry of ``mask``, or None."""
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
 
 
 class _CaseBuilder:
@@ -222,29 +229,25 @@ class _CaseBuilder:
             lower, upper = self.by_content.setdefault(
                 (lower.tobytes(), upper.tobytes()), (lower, upper)
             )
-        unbounded = None
-        for name, bound in (("lower", lower), ("upper", upper)):
-            bad = np.flatnonzero(~np.isfinite(bound))
-            if bad.size and unbounded is None:
-                unbounded = (int(bad[0]), name)
-        box = _Box(lower, upper, bool(np.any(lower > upper)), unbounded)
+        low, high = _first(~np.isfinite(lower)), _first(~np.isfinite(upper))
+        unbounded = (
+            (low, "lower") if low is not None else (high, "upper") if high is not None else None
+        )
+        box = _Box(lower, upper, _first(lower > upper), unbounded)
         self.boxes[key] = box
         return box
 
-    def case(self, clause: Clause) -> tuple[_Box, SpecCase]:
-        """The box verdict and the SpecCase of ``clause``."""
+    def case(self, clause: Clause) -> tuple[_Box, np.ndarray, np.ndarray]:
+        """The box (with verdicts) and the output constraints ``C``, ``d`` of ``clause``."""
         parts = [self.part(segment) for segment in clause]
         boxed = [(id(s), p) for s, p in zip(clause, parts, strict=True) if p.lower is not None]
         box = self.box([p for _, p in boxed], tuple(i for i, _ in boxed))
         rows = [p for p in parts if p.C is not None]
         if not rows:
-            C, d = self.no_rows
-        elif len(rows) == 1:
-            C, d = rows[0].C, rows[0].d
-        else:
-            C = np.concatenate([p.C for p in rows])
-            d = np.concatenate([p.d for p in rows])
-        return box, SpecCase(box.lower, box.upper, C, d)
+            return box, *self.no_rows
+        if len(rows) == 1:
+            return box, rows[0].C, rows[0].d
+        return box, np.concatenate([p.C for p in rows]), np.concatenate([p.d for p in rows])
 
 
 def normalize(parsed: ParsedVnnlib, max_cases: int = DEFAULT_MAX_CASES) -> Spec:
@@ -263,11 +266,11 @@ def normalize(parsed: ParsedVnnlib, max_cases: int = DEFAULT_MAX_CASES) -> Spec:
     clauses = _spec_dnf(parsed, max_cases)
     builder = _CaseBuilder(parsed.n_inputs, parsed.n_outputs)
     cases: list[SpecCase] = []
-    dropped: list[int] = []
+    dropped: list[tuple[int, _Box]] = []
     for k, clause in enumerate(clauses):
-        box, case = builder.case(clause)
-        if box.empty:
-            dropped.append(k)
+        box, C, d = builder.case(clause)
+        if box.empty is not None:
+            dropped.append((k, box))
             continue
         if box.unbounded is not None:
             index, which = box.unbounded
@@ -277,21 +280,25 @@ def normalize(parsed: ParsedVnnlib, max_cases: int = DEFAULT_MAX_CASES) -> Spec:
                 f"input X_{index} has no finite {which} bound{where}; "
                 "every input needs a finite lower and upper bound",
             )
-        cases.append(case)
+        cases.append(SpecCase(box.lower, box.upper, C, d))
     if dropped:
-        _log_dropped(parsed.source, dropped, len(clauses), builder)
+        _log_dropped(parsed.source, dropped, len(clauses))
     return Spec(tuple(cases), parsed.n_inputs, parsed.n_outputs, parsed.source)
 
 
-def _log_dropped(source: str, dropped: list[int], total: int, builder: _CaseBuilder) -> None:
-    """Warn about cases dropped for an empty box."""
+def _log_dropped(source: str, dropped: list[tuple[int, _Box]], total: int) -> None:
+    """Warn about cases dropped for an empty input box."""
+    k, box = dropped[0]
+    i = box.empty
     logger.warning(
-        "%s: dropped %d of %d case(s) whose input box is empty (a lower bound above its "
-        "upper bound), first dropped case index %d%s",
+        "%s: dropped %d of %d case(s) whose input box is empty; the first is case %d, where "
+        "X_%d has lower bound %r above upper bound %r%s",
         source,
         len(dropped),
         total,
-        dropped[0],
+        k,
+        i,
+        float(box.lower[i]),
+        float(box.upper[i]),
         "; no case is left, so the property holds trivially" if len(dropped) == total else "",
     )
-    del builder

@@ -50,12 +50,11 @@ from vnnlib.tokenizer import (
 )
 
 _VAR_NAME_RE = re.compile(r"([XY])_(0|[1-9][0-9]*)")
+# Commands whose arguments are kept as raw words (names, types, options), not terms.
 _RAW_COMMANDS = frozenset(
     {"declare-const", "declare-fun", "check-sat", "get-model", "exit"}
     | {"set-logic", "set-info", "set-option"}
 )
-
-
 _PAIR_COMPARISONS = frozenset({"<=", ">=", "<", ">"})
 
 
@@ -79,8 +78,6 @@ class _Empty:
 
 
 _EMPTY = _Empty()
-
-
 _tuple_new = tuple.__new__  # what NamedTuple.__new__ calls, minus a Python-level frame
 
 
@@ -137,7 +134,7 @@ def parse(text: str, source: str = "<string>") -> ParsedVnnlib:
     return _Parser(text, source).run()
 
 
-def describe(value: object) -> str:
+def _describe(value: object) -> str:
     """Name the kind of a parsed value for error messages."""
     if isinstance(value, BOOL_TYPES):
         return "a constraint"
@@ -198,6 +195,7 @@ class _Parser:
         return self._finish()
 
     def _check_closed(self) -> None:
+        """Raise if an expression is still open at the end of the text."""
         if self.stack:
             line, col = self.loc.line_col(self.stack[-1].start)
             raise self.loc.error(
@@ -282,6 +280,7 @@ class _Parser:
     # -- plain tokens ------------------------------------------------------------------------
 
     def _atom(self, is_number: bool, text: str, offset: int) -> None:
+        """A plain number or symbol token: the head of an expression or an argument."""
         if not self.stack:
             raise self.loc.error(offset, f"expected '(' at top level, found {text!r}")
         frame = self.stack[-1]
@@ -302,12 +301,14 @@ class _Parser:
         frame.offsets.append(offset)
 
     def _number(self, text: str, offset: int) -> float:
+        """A number token as a finite float."""
         value = float(text)
         if not math.isfinite(value):
             raise self.loc.error(offset, f"number {text!r} is out of range")
         return value
 
     def _symbol(self, text: str, offset: int) -> str:
+        """A symbol in argument position: must be a declared variable."""
         if text in self.variables:
             return text
         if text[0] in "0123456789." or (
@@ -319,6 +320,7 @@ class _Parser:
         raise self.loc.error(offset, f"undeclared variable {text!r}")
 
     def _close(self, offset: int) -> None:
+        """Reduce the innermost open expression at its ``)``."""
         stack = self.stack
         if not stack:
             raise self.loc.error(offset, "unbalanced ')': no matching '('")
@@ -347,6 +349,7 @@ class _Parser:
     # -- operators --------------------------------------------------------------------------
 
     def _check(self, frame: _Frame, types: tuple[type, ...], what: str, minimum: int) -> None:
+        """Check the argument count and that every argument is one of ``types``."""
         if len(frame.args) < minimum:
             raise self.loc.error(
                 frame.start, f"{frame.head!r} expects at least {minimum} argument(s) ({what})"
@@ -354,10 +357,11 @@ class _Parser:
         for arg, offset in zip(frame.args, frame.offsets, strict=True):
             if not isinstance(arg, types):
                 raise self.loc.error(
-                    offset, f"{frame.head!r} expects {what}, found {describe(arg)}"
+                    offset, f"{frame.head!r} expects {what}, found {_describe(arg)}"
                 )
 
     def _compare(self, op: str, terms: list[Term], op_offset: int) -> BoolExpr:
+        """The constraint ``terms[0] op terms[1] op ...`` (a chain is a conjunction)."""
         pairs = zip(terms[:-1], terms[1:], strict=True)
         try:
             if op in ("<=", "<"):
@@ -373,27 +377,33 @@ class _Parser:
         return atoms[0] if len(atoms) == 1 else And(tuple(atoms))
 
     def _op_compare(self, frame: _Frame) -> BoolExpr:
+        """``(<= a b ...)`` and the other comparisons."""
         self._check(frame, TERM_TYPES, "terms", 2)
         return self._compare(frame.head or "", frame.args, frame.head_offset)
 
     def _op_and(self, frame: _Frame) -> BoolExpr:
+        """``(and c ...)``."""
         self._check(frame, BOOL_TYPES, "constraints", 0)
         return frame.args[0] if len(frame.args) == 1 else And(tuple(frame.args))
 
     def _op_or(self, frame: _Frame) -> BoolExpr:
+        """``(or c ...)``."""
         self._check(frame, BOOL_TYPES, "constraints", 0)
         return frame.args[0] if len(frame.args) == 1 else Or(tuple(frame.args))
 
     def _op_add(self, frame: _Frame) -> Term:
+        """``(+ t ...)``."""
         self._check(frame, TERM_TYPES, "terms", 1)
         return lin_sum(frame.args, [1.0] * len(frame.args))
 
     def _op_sub(self, frame: _Frame) -> Term:
+        """``(- t)`` (negation) or ``(- t u ...)``."""
         self._check(frame, TERM_TYPES, "terms", 1)
         n = len(frame.args)
         return lin_sum(frame.args, [-1.0] if n == 1 else [1.0] + [-1.0] * (n - 1))
 
     def _op_mul(self, frame: _Frame) -> Term:
+        """``(* t ...)``; at most one factor may contain variables."""
         self._check(frame, TERM_TYPES, "terms", 1)
         try:
             return lin_product(frame.args)
@@ -403,6 +413,7 @@ class _Parser:
     # -- commands ---------------------------------------------------------------------------
 
     def _cmd_assert(self, frame: _Frame) -> None:
+        """``(assert c)``: one more conjunct of the spec."""
         self._check(frame, BOOL_TYPES, "one constraint", 1)
         if len(frame.args) != 1:
             raise self.loc.error(frame.offsets[1], "'assert' expects exactly one constraint")
@@ -410,6 +421,7 @@ class _Parser:
         self.assertion_offsets.append(frame.start)
 
     def _cmd_declare(self, frame: _Frame) -> None:
+        """``(declare-const NAME Real)`` or ``(declare-fun NAME () Real)``."""
         args = frame.args
         fun = frame.head == "declare-fun"
         shape = [str, _Empty, str] if fun else [str, str]
@@ -421,9 +433,11 @@ class _Parser:
         self._declare(args[0], args[-1], frame.offsets[0], frame.offsets[-1])
 
     def _cmd_ignore(self, frame: _Frame) -> None:
+        """Housekeeping commands such as ``(check-sat)``."""
         del frame
 
     def _declare(self, name: str, type_name: str, name_offset: int, type_offset: int) -> None:
+        """Record a declaration after checking its name, type and uniqueness."""
         previous = self.decl_offsets.get(name)
         if previous is not None:
             line, col = self.loc.line_col(previous)
@@ -447,6 +461,7 @@ class _Parser:
     # -- end ----------------------------------------------------------------------------------
 
     def _finish(self) -> ParsedVnnlib:
+        """Check the declarations and package the result."""
         if not self.variables and not self.assertions:
             raise self.loc.error(0, "empty spec: no declarations and no assertions")
         inputs = self._indexed(True)

@@ -20,6 +20,7 @@ Group = tuple[np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray], ...]]
 
 
 def _frozen(array: np.ndarray, ndim: int, name: str) -> np.ndarray:
+    """A read-only float64 array of ``ndim`` dimensions (copied if writeable)."""
     out = np.asarray(array, dtype=np.float64)
     if out.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {out.shape}")
@@ -92,6 +93,7 @@ class SpecCase:
 
 
 def _flat(v: np.ndarray, n: int, name: str) -> np.ndarray:
+    """A float64 vector of exactly ``n`` values."""
     out = np.asarray(v, dtype=np.float64).reshape(-1)
     if out.shape[0] != n:
         raise ValueError(f"{name} has {out.shape[0]} values, the spec expects {n}")

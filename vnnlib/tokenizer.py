@@ -3,8 +3,9 @@
 The scanner is one compiled regular expression used with ``finditer``; each match is
 leading whitespace followed by one token, or by a comment (a match without a capturing
 group). Every character except trailing whitespace belongs to some match, so nothing is
-skipped silently. The expression has no nested quantifiers, so scanning is linear in the
-text length.
+skipped silently. Its only nested repetition, ``(?:SPACE+ATOM)*``, alternates disjoint
+character classes, so a failed attempt backtracks over at most one list and scanning
+stays linear in the text length.
 
 Two *fused* alternatives recognise frequent shapes in one match: a top-level bound
 ``(assert (OP NAME NUMBER))`` (most lines of real specs), and a *flat list*

@@ -86,6 +86,7 @@ def parse_counterexample(text: str, source: str = "<string>") -> tuple[np.ndarra
 
 
 def _expect(tokens: list[Token], pos: int, kind: int, loc: Locator, end: int, what: str) -> None:
+    """Raise unless ``tokens[pos]`` exists and has ``kind``."""
     if pos >= len(tokens):
         raise loc.error(end, f"unexpected end of input; expected {what}")
     if tokens[pos].kind != kind:

@@ -82,13 +82,22 @@ def clamp_point(t: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
 
 
 def chord(
-    l: Tensor, u: Tensor, fl: Tensor, fu: Tensor, k_fin: Tensor, tails: tuple[float, float]
+    l: Tensor,
+    u: Tensor,
+    fl: Tensor,
+    fu: Tensor,
+    k_fin: Tensor,
+    tails: tuple[float, float],
+    upper: bool,
 ) -> Pair:
-    """Chord ``(slope, bias)`` of a convex (upper) or concave (lower) ``f`` on ``[l, u]``.
+    """Chord ``(slope, bias)`` of a convex (``upper``) or concave (lower) ``f`` on ``[l, u]``.
 
     Args:
         fl, fu: ``f(l)``, ``f(u)``.
         k_fin: the chord slope where both ends are finite (computed stably by the caller).
+            The bias is the max (upper) / min (lower) of ``f - k*x`` over both ends, which
+            is exact for *any* slope on a convex / concave ``f``, so rounding in ``k`` or
+            cancellation at one end cannot make the line unsound.
         tails: asymptotic slopes of ``f`` at ``-inf`` and ``+inf``. With one infinite end
             the chord tends to the line of the tail slope through the finite end, which is
             sound for convex (upper) and concave (lower) functions. Infinite tail slopes
@@ -105,7 +114,9 @@ def chord(
     left, right = (0.0 if math.isinf(s) else s for s in tails)
     k = torch.where(fin_l & fin_u, k_fin, torch.where(fin_l, right, left))
     k = torch.where(tail_inf, 0.0, k)
-    b = torch.where(fin_l, safe(fl) - k * safe(l), safe(fu) - k * safe(u))
+    b_l, b_u = safe(fl) - k * safe(l), safe(fu) - k * safe(u)
+    both = torch.maximum(b_l, b_u) if upper else torch.minimum(b_l, b_u)
+    b = torch.where(fin_l & fin_u, both, torch.where(fin_l, b_l, b_u))
     return k, torch.where(tail_inf, float("nan"), b)
 
 
@@ -202,7 +213,7 @@ def _exp_relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
     ratio = torch.where(d1 > 0, torch.expm1(d1) / torch.where(d1 > 0, d1, 1.0), 1.0)
     small = torch.exp(safe(l)) * ratio
     big = (torch.exp(safe(u)) - torch.exp(safe(l))) / torch.where(d > 1, d, 1.0)
-    uw, ub = chord(l, u, fl, fu, torch.where(d > 1, big, small), (0.0, INF))
+    uw, ub = chord(l, u, fl, fu, torch.where(d > 1, big, small), (0.0, INF), upper=True)
     return finish(et, et * (1 - t), uw, ub, fl, fu)
 
 
@@ -229,7 +240,7 @@ def _log_relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
     d = finite_width(l, u)
     ls = safe(l, 1.0)
     k_fin = torch.where(d > 0, torch.log1p(d / ls) / torch.where(d > 0, d, 1.0), 1.0 / ls)
-    lw, lb = chord(l, u, fl, fu, k_fin, (INF, 0.0))
+    lw, lb = chord(l, u, fl, fu, k_fin, (INF, 0.0), upper=False)
     return finish(lw, lb, 1.0 / t, torch.log(t) - 1.0, fl, fu)
 
 
@@ -404,8 +415,9 @@ def _half_pow(l: Tensor, u: Tensor, t: Tensor, p: float) -> Lines:
     d, ls = finite_width(l, u), safe(l)
     deriv = torch.where(ls > 0, p * torch.where(ls > 0, ls, 1.0).pow(p - 1), 0.0)
     k_fin = torch.where(d > 0, (safe(fu) - fl) / torch.where(d > 0, d, 1.0), deriv)
-    cw, cb = chord(l, u, fl, fu, k_fin, (0.0, INF if p > 1 else 0.0))
-    if p > 1 or p < 0:
+    convex = p > 1 or p < 0
+    cw, cb = chord(l, u, fl, fu, k_fin, (0.0, INF if p > 1 else 0.0), upper=convex)
+    if convex:
         return Lines(tw, tb, cw, cb)
     return Lines(cw, cb, tw, tb)
 

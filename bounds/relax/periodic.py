@@ -115,7 +115,9 @@ def wave_offsets(wave: Wave, a_lo: Tensor, a_up: Tensor, l: Tensor, u: Tensor) -
     return low - slack, high + slack
 
 
-def _contact(wave: Wave, a: Tensor, l: Tensor, u: Tensor, fl: Tensor, fu: Tensor, lower: bool) -> Tensor:
+def _contact(
+    wave: Wave, a: Tensor, l: Tensor, u: Tensor, fl: Tensor, fu: Tensor, lower: bool
+) -> Tensor:
     """Where the tightest line of slope ``a`` touches ``f`` (an argmin/argmax of ``f - a x``).
 
     Uses the closed-form value ``∓sqrt(1 - a^2)`` of ``f`` at the interior candidate.

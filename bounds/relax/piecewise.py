@@ -72,7 +72,7 @@ def _leaky_relax(a: float) -> Callable[[Tensor, Tensor, Tensor | None], Lines]:
         fl, fu = fn(l), fn(u)
         d = finite_width(l, u)
         k_fin = (safe(fu) - safe(fl)) / torch.where(d > 0, d, 1.0)
-        cw, cb = chord(l, u, fl, fu, k_fin, (a, 1.0))
+        cw, cb = chord(l, u, fl, fu, k_fin, (a, 1.0), upper=convex)
         zero = torch.zeros_like(s)
         lw, lb, uw, ub = (s, zero, cw, cb) if convex else (cw, cb, s, zero)
         cross = _crossing(l, u)
@@ -115,7 +115,8 @@ def _clip_lower(l: Tensor, u: Tensor, lo: float, hi: float, frac: Tensor) -> Pai
     """
     fl, fu = l.clamp(lo, hi), u.clamp(lo, hi)
     d = finite_width(l, u)
-    cw, cb = chord(l, u, fl, fu, (safe(fu) - safe(fl)) / torch.where(d > 0, d, 1.0), (1.0, 0.0))
+    k_fin = (safe(fu) - safe(fl)) / torch.where(d > 0, d, 1.0)
+    cw, cb = chord(l, u, fl, fu, k_fin, (1.0, 0.0), upper=False)
     w = torch.where(u <= hi, 1.0, torch.where(l >= hi, 0.0, cw))
     b = torch.where(u <= hi, 0.0, torch.where(l >= hi, hi, cb))
     if lo == -INF:

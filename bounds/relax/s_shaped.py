@@ -201,9 +201,7 @@ def _tanh_gelu_df(x: Tensor) -> Tensor:
     return s + xc * s * torch.sigmoid(-z) * _TANH_C * (1.0 + 3.0 * _TANH_A * xc * xc)
 
 
-GELU = GeluForm(
-    _gelu_f, _gelu_df, math.sqrt(2.0), -0.7517915246935645, -0.16997120747990366
-)
+GELU = GeluForm(_gelu_f, _gelu_df, math.sqrt(2.0), -0.7517915246935645, -0.16997120747990366)
 GELU_TANH = GeluForm(
     _tanh_gelu_f, _tanh_gelu_df, 1.4185040087908284, -0.7524614220710163, -0.17004075057125405
 )

@@ -28,7 +28,7 @@ except ModuleNotFoundError:  # running from a checkout without an install
     sys.path.insert(0, str(REPO))
 
 from vnnlib.files import read_text  # noqa: E402
-from vnnlib.loader import _cyclic_gc_paused, parse_vnnlib  # noqa: E402
+from vnnlib.loader import cyclic_gc_paused, parse_vnnlib  # noqa: E402
 from vnnlib.normalize import normalize  # noqa: E402
 from vnnlib.parser import parse  # noqa: E402
 from vnnlib.tokenizer import TOKEN_RE  # noqa: E402
@@ -49,7 +49,7 @@ def best_times(text: str, repeat: int) -> tuple[float, float, float, float, int]
         for _m in TOKEN_RE.finditer(text):
             pass
         t1 = time.process_time()
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             parsed = parse(text)
             t2 = time.process_time()
             normalize(parsed)
@@ -67,7 +67,7 @@ def report(name: str, text: str, repeat: int) -> float:
     scan, parse_s, norm_s, total, cases = best_times(text, repeat)
     mb = len(text.encode()) / 1e6
     print(
-        f"{name:44s} {mb:7.3f} MB {cases:6d} cases | scan {scan * 1e3:7.1f} ms  "
+        f"{name:60s} {mb:7.3f} MB {cases:6d} cases | scan {scan * 1e3:7.1f} ms  "
         f"parse {parse_s * 1e3:7.1f} ms  normalise {norm_s * 1e3:7.1f} ms | "
         f"parse_vnnlib {total * 1e3:7.1f} ms = {mb / total:5.1f} MB/s"
     )

@@ -178,10 +178,15 @@ def _assert_sound(
         w64, b64 = w.double()[:, None, :], b.double()[:, None, :]
         wx = w64 * x
         val = wx + b64
-        scale = torch.maximum(torch.maximum(fx.abs(), wx.abs()), b64.abs())
-        ok = (sign * val <= sign * fx) | (sign * (val - fx) <= _tolerance(scale, dtype))
-        if not bool(ok.all()):
-            k, i, j = (~ok).nonzero()[0].tolist()
+        exact = val <= fx if sign > 0 else val >= fx
+        if bool(exact.all()):
+            continue
+        idx = (~exact).nonzero(as_tuple=True)  # rounding-level violations only
+        v, f, t = val[idx], fx.expand_as(val)[idx], wx[idx]
+        scale = torch.maximum(torch.maximum(f.abs(), t.abs()), b64.expand_as(val)[idx].abs())
+        bad = sign * (v - f) > _tolerance(scale, dtype)
+        if bool(bad.any()):
+            k, i, j = (c[bad][0].item() for c in idx)
             pytest.fail(
                 f"{what} [{names[k]}]: {side} line unsound on box {j} at x={x[i, j].item()!r}: "
                 f"f={fx[i, j].item()!r}, line={val[k, i, j].item()!r} "

@@ -82,15 +82,25 @@ WT = {"W": _w(2, 3, 3, 3), "b": _w(3)}
 BN = {"s": _w(4), "bb": _w(4), "m": _w(4), "v": np.abs(_w(4)) + 0.5}
 
 NN = {
-    "conv_pads_strides": Case([N("Conv", ["x", "W", "b"], pads=[1, 1, 1, 1], strides=[2, 1])], IMG, W2),
+    "conv_pads_strides": Case(
+        [N("Conv", ["x", "W", "b"], pads=[1, 1, 1, 1], strides=[2, 1])], IMG, W2
+    ),
     "conv_asym_pads": Case([N("Conv", ["x", "W"], pads=[0, 1, 2, 0])], IMG, W2),
     "conv_dilation": Case([N("Conv", ["x", "W", "b"], dilations=[2, 1])], IMG, W2),
     "conv_group": Case([N("Conv", ["x", "W"], group=2)], [1, 4, 5, 5], {"W": _w(6, 2, 3, 3)}),
-    "conv_same_upper": Case([N("Conv", ["x", "W"], auto_pad="SAME_UPPER", strides=[2, 2])], IMG, W2),
-    "conv_same_lower": Case([N("Conv", ["x", "W"], auto_pad="SAME_LOWER", strides=[2, 2])], IMG, W2),
+    "conv_same_upper": Case(
+        [N("Conv", ["x", "W"], auto_pad="SAME_UPPER", strides=[2, 2])], IMG, W2
+    ),
+    "conv_same_lower": Case(
+        [N("Conv", ["x", "W"], auto_pad="SAME_LOWER", strides=[2, 2])], IMG, W2
+    ),
     "conv_valid": Case([N("Conv", ["x", "W"], auto_pad="VALID")], IMG, W2),
-    "conv1d": Case([N("Conv", ["x", "W", "b"], pads=[1, 2])], [1, 2, 7], {"W": _w(3, 2, 3), "b": _w(3)}),
-    "conv3d": Case([N("Conv", ["x", "W"], strides=[1, 2, 1])], [1, 2, 4, 5, 3], {"W": _w(2, 2, 2, 2, 2)}),
+    "conv1d": Case(
+        [N("Conv", ["x", "W", "b"], pads=[1, 2])], [1, 2, 7], {"W": _w(3, 2, 3), "b": _w(3)}
+    ),
+    "conv3d": Case(
+        [N("Conv", ["x", "W"], strides=[1, 2, 1])], [1, 2, 4, 5, 3], {"W": _w(2, 2, 2, 2, 2)}
+    ),
     "convT_stride_pads": Case(
         [N("ConvTranspose", ["x", "W", "b"], strides=[2, 2], pads=[1, 0, 1, 1])], [1, 2, 4, 3], WT
     ),
@@ -104,19 +114,27 @@ NN = {
         [N("ConvTranspose", ["x", "W"], strides=[2, 2], auto_pad="SAME_UPPER")], [1, 2, 3, 4], WT
     ),
     "convT_group_dilation": Case(
-        [N("ConvTranspose", ["x", "W"], group=2, dilations=[2, 1])], [1, 4, 3, 3], {"W": _w(4, 2, 2, 2)}
+        [N("ConvTranspose", ["x", "W"], group=2, dilations=[2, 1])],
+        [1, 4, 3, 3],
+        {"W": _w(4, 2, 2, 2)},
     ),
     "convT_1d": Case([N("ConvTranspose", ["x", "W"], strides=[2])], [1, 2, 4], {"W": _w(2, 3, 3)}),
     "maxpool": Case([N("MaxPool", ["x"], kernel_shape=[2, 2], strides=[2, 2])], IMG),
-    "maxpool_pads": Case([N("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])], IMG),
+    "maxpool_pads": Case(
+        [N("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])], IMG
+    ),
     "maxpool_asym_pads": Case([N("MaxPool", ["x"], kernel_shape=[2, 3], pads=[0, 2, 1, 0])], IMG),
-    "maxpool_ceil": Case([N("MaxPool", ["x"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)], IMG),
+    "maxpool_ceil": Case(
+        [N("MaxPool", ["x"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)], IMG
+    ),
     "maxpool_ceil_pads": Case(
         [N("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)],
         [1, 2, 6, 6],
     ),
     "maxpool_dilation": Case([N("MaxPool", ["x"], kernel_shape=[2, 2], dilations=[2, 2])], IMG),
-    "maxpool_same": Case([N("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")], IMG),
+    "maxpool_same": Case(
+        [N("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")], IMG
+    ),
     "maxpool_1d": Case([N("MaxPool", ["x"], kernel_shape=[3], strides=[2])], [1, 2, 7]),
     "avgpool": Case([N("AveragePool", ["x"], kernel_shape=[2, 2], strides=[2, 2])], IMG),
     "avgpool_pads_exclude": Case(
@@ -125,67 +143,140 @@ NN = {
     "avgpool_pads_include": Case(
         [N("AveragePool", ["x"], kernel_shape=[3, 3], pads=[1, 0, 1, 2], count_include_pad=1)], IMG
     ),
-    "avgpool_ceil": Case([N("AveragePool", ["x"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)], IMG),
-    "avgpool_ceil_pads_include": Case(
-        [N("AveragePool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
-           ceil_mode=1, count_include_pad=1)], [1, 2, 6, 6],
+    "avgpool_ceil": Case(
+        [N("AveragePool", ["x"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)], IMG
     ),
-    "avgpool_same": Case([N("AveragePool", ["x"], kernel_shape=[3, 2], auto_pad="SAME_LOWER")], IMG),
+    "avgpool_ceil_pads_include": Case(
+        [
+            N(
+                "AveragePool",
+                ["x"],
+                kernel_shape=[3, 3],
+                strides=[2, 2],
+                pads=[1, 1, 1, 1],
+                ceil_mode=1,
+                count_include_pad=1,
+            )
+        ],
+        [1, 2, 6, 6],
+    ),
+    "avgpool_same": Case(
+        [N("AveragePool", ["x"], kernel_shape=[3, 2], auto_pad="SAME_LOWER")], IMG
+    ),
     "global_avgpool": Case([N("GlobalAveragePool", ["x"])], IMG),
     "bn_after_conv": Case(
-        [N("Conv", ["x", "W", "b"], "c"), N("BatchNormalization", ["c", "s", "bb", "m", "v"])], IMG, {**W2, **BN}
+        [N("Conv", ["x", "W", "b"], "c"), N("BatchNormalization", ["c", "s", "bb", "m", "v"])],
+        IMG,
+        {**W2, **BN},
     ),
-    "bn_standalone": Case([N("BatchNormalization", ["x", "s", "bb", "m", "v"], epsilon=1e-3)], [1, 4, 3, 2], BN),
+    "bn_standalone": Case(
+        [N("BatchNormalization", ["x", "s", "bb", "m", "v"], epsilon=1e-3)], [1, 4, 3, 2], BN
+    ),
     "bn_after_gemm": Case(
         [N("Gemm", ["x", "G"], "g", transB=1), N("BatchNormalization", ["g", "s", "bb", "m", "v"])],
-        [1, 5], {"G": _w(4, 5), **BN},
+        [1, 5],
+        {"G": _w(4, 5), **BN},
     ),
     "bn_2d": Case([N("BatchNormalization", ["x", "s", "bb", "m", "v"])], [1, 4], BN),
-    "layernorm": Case([N("LayerNormalization", ["x", "g", "bb"])], [1, 3, 4], {"g": _w(4), "bb": _w(4)}),
-    "layernorm_axis1": Case([N("LayerNormalization", ["x", "g"], axis=1, epsilon=1e-3)], [1, 3, 4], {"g": _w(3, 4)}),
+    "layernorm": Case(
+        [N("LayerNormalization", ["x", "g", "bb"])], [1, 3, 4], {"g": _w(4), "bb": _w(4)}
+    ),
+    "layernorm_axis1": Case(
+        [N("LayerNormalization", ["x", "g"], axis=1, epsilon=1e-3)], [1, 3, 4], {"g": _w(3, 4)}
+    ),
     "softmax_legacy_flatten": Case([N("Softmax", ["x"], axis=1)], [1, 3, 4], opset=11),
     "softmax_legacy_default": Case([N("Softmax", ["x"])], [2, 3, 2], opset=9),
     "softmax_13_axis1": Case([N("Softmax", ["x"], axis=1)], [1, 3, 4], opset=13),
     "softmax_13_default": Case([N("Softmax", ["x"])], [1, 3, 4], opset=13),
     "reducemean_attr": Case([N("ReduceMean", ["x"], axes=[1], keepdims=0)], [2, 3, 4], opset=13),
-    "reducemean_input": Case([N("ReduceMean", ["x", "a"])], [2, 3, 4], {"a": _i64(-1, 0)}, opset=18),
-    "reducesum_input": Case([N("ReduceSum", ["x", "a"], keepdims=0)], [2, 3, 4], {"a": _i64(1)}, opset=13),
+    "reducemean_input": Case(
+        [N("ReduceMean", ["x", "a"])], [2, 3, 4], {"a": _i64(-1, 0)}, opset=18
+    ),
+    "reducesum_input": Case(
+        [N("ReduceSum", ["x", "a"], keepdims=0)], [2, 3, 4], {"a": _i64(1)}, opset=13
+    ),
     "reducesum_all": Case([N("ReduceSum", ["x"], keepdims=0)], [2, 3], opset=13),
-    "reducesum_noop": Case([N("ReduceSum", ["x"], noop_with_empty_axes=1), N("Relu", ["y"], "z")],
-                           [2, 3], opset=13, outputs=("z",)),
-}  # fmt: skip
+    "reducesum_noop": Case(
+        [N("ReduceSum", ["x"], noop_with_empty_axes=1), N("Relu", ["y"], "z")],
+        [2, 3],
+        opset=13,
+        outputs=("z",),
+    ),
+}
 
 R4 = [1, 2, 3, 4]
 RESIZE = {
     "nearest_scales": Case([N("Resize", ["x", "", "s"])], R4, {"s": _f(1, 1, 2, 3)}, opset=13),
     "nearest_sizes": Case([N("Resize", ["x", "", "", "z"])], R4, {"z": _i64(1, 2, 6, 8)}, opset=13),
-    "nearest_fractional": Case([N("Resize", ["x", "", "s"])], R4, {"s": _f(1, 1, 1.5, 1.7)}, opset=13),
-    "nearest_down": Case([N("Resize", ["x", "", "s"], nearest_mode="ceil")], R4, {"s": _f(1, 1, 0.5, 0.5)}, opset=13),
+    "nearest_fractional": Case(
+        [N("Resize", ["x", "", "s"])], R4, {"s": _f(1, 1, 1.5, 1.7)}, opset=13
+    ),
+    "nearest_down": Case(
+        [N("Resize", ["x", "", "s"], nearest_mode="ceil")], R4, {"s": _f(1, 1, 0.5, 0.5)}, opset=13
+    ),
     "nearest_asym_floor": Case(
-        [N("Resize", ["x", "", "s"], coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
-        R4, {"s": _f(1, 1, 2.5, 2)}, opset=13,
+        [
+            N(
+                "Resize",
+                ["x", "", "s"],
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
+        ],
+        R4,
+        {"s": _f(1, 1, 2.5, 2)},
+        opset=13,
     ),
     "nearest_align_corners": Case(
-        [N("Resize", ["x", "", "s"], coordinate_transformation_mode="align_corners")], R4, {"s": _f(1, 1, 2, 2)}, opset=13
+        [N("Resize", ["x", "", "s"], coordinate_transformation_mode="align_corners")],
+        R4,
+        {"s": _f(1, 1, 2, 2)},
+        opset=13,
     ),
-    "linear_half_pixel": Case([N("Resize", ["x", "", "s"], mode="linear")], R4, {"s": _f(1, 1, 2, 1.5)}, opset=13),
+    "linear_half_pixel": Case(
+        [N("Resize", ["x", "", "s"], mode="linear")], R4, {"s": _f(1, 1, 2, 1.5)}, opset=13
+    ),
     "linear_align_corners": Case(
-        [N("Resize", ["x", "", "s"], mode="linear", coordinate_transformation_mode="align_corners")],
-        R4, {"s": _f(1, 1, 2, 2)}, opset=13,
+        [
+            N(
+                "Resize",
+                ["x", "", "s"],
+                mode="linear",
+                coordinate_transformation_mode="align_corners",
+            )
+        ],
+        R4,
+        {"s": _f(1, 1, 2, 2)},
+        opset=13,
     ),
     "linear_asymmetric": Case(
         [N("Resize", ["x", "", "s"], mode="linear", coordinate_transformation_mode="asymmetric")],
-        R4, {"s": _f(1, 1, 3, 2)}, opset=13,
+        R4,
+        {"s": _f(1, 1, 3, 2)},
+        opset=13,
     ),
     "linear_pytorch_half_pixel": Case(
-        [N("Resize", ["x", "", "", "z"], mode="linear", coordinate_transformation_mode="pytorch_half_pixel")],
-        R4, {"z": _i64(1, 2, 1, 7)}, opset=13,
+        [
+            N(
+                "Resize",
+                ["x", "", "", "z"],
+                mode="linear",
+                coordinate_transformation_mode="pytorch_half_pixel",
+            )
+        ],
+        R4,
+        {"z": _i64(1, 2, 1, 7)},
+        opset=13,
     ),
-    "linear_down": Case([N("Resize", ["x", "", "s"], mode="linear")], R4, {"s": _f(1, 1, 0.6, 0.5)}, opset=13),
+    "linear_down": Case(
+        [N("Resize", ["x", "", "s"], mode="linear")], R4, {"s": _f(1, 1, 0.6, 0.5)}, opset=13
+    ),
     "resize_opset10": Case([N("Resize", ["x", "s"])], R4, {"s": _f(1, 1, 2, 2)}, opset=10),
     "upsample_nearest": Case([N("Upsample", ["x", "s"])], R4, {"s": _f(1, 1, 2, 3)}, opset=9),
-    "upsample_linear": Case([N("Upsample", ["x", "s"], mode="linear")], R4, {"s": _f(1, 1, 2, 2)}, opset=9),
-}  # fmt: skip
+    "upsample_linear": Case(
+        [N("Upsample", ["x", "s"], mode="linear")], R4, {"s": _f(1, 1, 2, 2)}, opset=9
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(NN))
@@ -212,7 +303,11 @@ def test_canonical_forms_of_structured_ops(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------- LSTM
 def _lstm_case(
-    hidden: int = 5, steps: int = 4, feats: int = 3, dirs: int = 1, outputs: tuple[str, ...] = ("Y",),
+    hidden: int = 5,
+    steps: int = 4,
+    feats: int = 3,
+    dirs: int = 1,
+    outputs: tuple[str, ...] = ("Y",),
     **kw,
 ) -> Case:
     inits = {"W": _w(dirs, 4 * hidden, feats) * 0.5, "R": _w(dirs, 4 * hidden, hidden) * 0.5}
@@ -264,7 +359,9 @@ def test_lstm_layout1_equals_transposed_layout0(tmp_path: Path) -> None:
         N("Transpose", ["x"], "xs", perm=[1, 0, 2]),
         N("Transpose", ["h0"], "h0s", perm=[1, 0, 2]),
         N("Transpose", ["c0"], "c0s", perm=[1, 0, 2]),
-        helper.make_node("LSTM", ["xs", "W", "R", "B", "", "h0s", "c0s"], ["Ys", "Yhs"], hidden_size=5),
+        helper.make_node(
+            "LSTM", ["xs", "W", "R", "B", "", "h0s", "c0s"], ["Ys", "Yhs"], hidden_size=5
+        ),
         N("Transpose", ["Ys"], "Y", perm=[2, 0, 1, 3]),
         N("Transpose", ["Yhs"], "Y_h", perm=[1, 0, 2]),
     ]

@@ -93,7 +93,9 @@ def N(op: str, inputs: list[str], output: str = "y", **attrs) -> onnx.NodeProto:
 
 # ----------------------------------------------------------------- arithmetic
 ARITH = {
-    "gemm_transB": Case([N("Gemm", ["x", "W", "b"], transB=1)], [1, 5], {"W": _w(3, 5), "b": _w(3)}),
+    "gemm_transB": Case(
+        [N("Gemm", ["x", "W", "b"], transB=1)], [1, 5], {"W": _w(3, 5), "b": _w(3)}
+    ),
     "gemm_alpha_beta_rowbias": Case(
         [N("Gemm", ["x", "W", "b"], alpha=0.5, beta=2.0)], [2, 5], {"W": _w(5, 3), "b": _w(1, 3)}
     ),
@@ -117,8 +119,15 @@ ARITH = {
     "matmul_1d_const_right": Case([N("MatMul", ["x", "v"])], [2, 4], {"v": _w(4)}),
     "matmul_const_left_1d_var": Case([N("MatMul", ["W", "x"])], [4], {"W": _w(3, 4)}),
     "add_broadcast_higher_const": Case([N("Add", ["x", "c"])], [3], {"c": _w(2, 3)}),
-    "add_two_vars_ranks": Case([N("Relu", ["x"], "r"), N("ReduceSum", ["x"], "s", axes=[0], keepdims=0),
-                                N("Add", ["r", "s"])], [2, 3], opset=11),
+    "add_two_vars_ranks": Case(
+        [
+            N("Relu", ["x"], "r"),
+            N("ReduceSum", ["x"], "s", axes=[0], keepdims=0),
+            N("Add", ["r", "s"]),
+        ],
+        [2, 3],
+        opset=11,
+    ),
     "sub_const": Case([N("Sub", ["x", "c"])], [2, 3], {"c": _w(3)}),
     "sub_from_const": Case([N("Sub", ["c", "x"])], [2, 3], {"c": _w(2, 1)}),
     "sub_vars": Case([N("Relu", ["x"], "r"), N("Sub", ["x", "r"])], [2, 3]),
@@ -132,12 +141,16 @@ ARITH = {
     "div_const_by_var": Case([N("Div", ["c", "x"])], [2, 3], {"c": _w(3)}, positive=True),
     "pow_2": Case([N("Pow", ["x", "e"])], [2, 3], {"e": np.array(2.0, np.float32)}),
     "pow_3": Case([N("Pow", ["x", "e"])], [2, 3], {"e": np.array([3.0], np.float32)}),
-    "pow_half": Case([N("Pow", ["x", "e"])], [2, 3], {"e": np.array(0.5, np.float32)}, positive=True),
+    "pow_half": Case(
+        [N("Pow", ["x", "e"])], [2, 3], {"e": np.array(0.5, np.float32)}, positive=True
+    ),
     "pow_const_base": Case([N("Pow", ["c", "x"])], [2, 3], {"c": np.array(2.5, np.float32)}),
     "clip_attrs": Case([N("Clip", ["x"], min=-0.5, max=0.7)], [2, 3], opset=6),
     "clip_inputs": Case(
-        [N("Clip", ["x", "lo", "hi"])], [2, 3],
-        {"lo": np.array(-0.3, np.float32), "hi": np.array(0.4, np.float32)}, opset=13,
+        [N("Clip", ["x", "lo", "hi"])],
+        [2, 3],
+        {"lo": np.array(-0.3, np.float32), "hi": np.array(0.4, np.float32)},
+        opset=13,
     ),
     "clip_min_only": Case([N("Clip", ["x", "lo"])], [2, 3], {"lo": np.array(0.1, np.float32)}),
     "clip_max_only": Case([N("Clip", ["x", "", "hi"])], [2, 3], {"hi": np.array(0.1, np.float32)}),
@@ -145,7 +158,7 @@ ARITH = {
     "leaky_relu_default": Case([N("LeakyRelu", ["x"])], [2, 3]),
     "gelu_exact": Case([N("Gelu", ["x"])], [2, 3], opset=20),
     "gelu_tanh": Case([N("Gelu", ["x"], approximate="tanh")], [2, 3], opset=20),
-}  # fmt: skip
+}
 
 for _op in ("Neg", "Relu", "Sigmoid", "Tanh", "Sin", "Cos", "Erf", "Exp", "Sign", "Floor"):
     ARITH[_op.lower()] = Case([N(_op, ["x"])], [2, 3])
@@ -196,33 +209,48 @@ SHAPE = {
     "concat_vars_axis0": Case([N("Neg", ["x"], "n"), N("Concat", ["x", "n"], axis=0)], [1, 3]),
     "slice_opset9": Case([N("Slice", ["x"], starts=[1], ends=[3], axes=[1])], [1, 4], opset=9),
     "slice_steps": Case(
-        [N("Slice", ["x", "s", "e", "a", "p"])], [2, 7],
-        {"s": _i64(1), "e": _i64(2**62), "a": _i64(-1), "p": _i64(2)}, opset=13,
+        [N("Slice", ["x", "s", "e", "a", "p"])],
+        [2, 7],
+        {"s": _i64(1), "e": _i64(2**62), "a": _i64(-1), "p": _i64(2)},
+        opset=13,
     ),
     "slice_negative_step": Case(
-        [N("Slice", ["x", "s", "e", "a", "p"])], [2, 6],
-        {"s": _i64(-1), "e": _i64(-(2**62)), "a": _i64(1), "p": _i64(-2)}, opset=13,
+        [N("Slice", ["x", "s", "e", "a", "p"])],
+        [2, 6],
+        {"s": _i64(-1), "e": _i64(-(2**62)), "a": _i64(1), "p": _i64(-2)},
+        opset=13,
     ),
     "slice_negative_bounds": Case(
         [N("Slice", ["x", "s", "e"])], [3, 6], {"s": _i64(-2, 1), "e": _i64(-1, 5)}, opset=13
     ),
     "gather_scalar": Case([N("Gather", ["x", "i"], axis=1)], [2, 5], {"i": np.array(-2, np.int64)}),
-    "gather_matrix": Case([N("Gather", ["x", "i"], axis=1)], [2, 5], {"i": _i64(4, 0, 2, 2).reshape(2, 2)}),
+    "gather_matrix": Case(
+        [N("Gather", ["x", "i"], axis=1)], [2, 5], {"i": _i64(4, 0, 2, 2).reshape(2, 2)}
+    ),
     "gather_axis0": Case([N("Gather", ["x", "i"], axis=0)], [3, 2], {"i": _i64(2, 0)}),
     "split_attr": Case(
         [helper.make_node("Split", ["x"], ["a", "b"], axis=1, split=[1, 3])],
-        [2, 4], opset=11, outputs=("a", "b"),
+        [2, 4],
+        opset=11,
+        outputs=("a", "b"),
     ),
     "split_input": Case(
         [helper.make_node("Split", ["x", "s"], ["a", "b"], axis=1)],
-        [2, 5], {"s": _i64(3, 2)}, opset=13, outputs=("a", "b"),
+        [2, 5],
+        {"s": _i64(3, 2)},
+        opset=13,
+        outputs=("a", "b"),
     ),
     "split_equal": Case(
-        [helper.make_node("Split", ["x"], ["a", "b", "c"], axis=-1)], [1, 6], outputs=("a", "b", "c")
+        [helper.make_node("Split", ["x"], ["a", "b", "c"], axis=-1)],
+        [1, 6],
+        outputs=("a", "b", "c"),
     ),
     "split_num_outputs": Case(
         [helper.make_node("Split", ["x"], ["a", "b"], axis=1, num_outputs=2)],
-        [1, 5], opset=18, outputs=("a", "b"),
+        [1, 5],
+        opset=18,
+        outputs=("a", "b"),
     ),
     "squeeze_attr": Case([N("Squeeze", ["x"], axes=[0, 2])], [1, 3, 1], opset=11),
     "squeeze_input": Case([N("Squeeze", ["x", "a"])], [1, 3, 1], {"a": _i64(-1)}, opset=13),
@@ -230,7 +258,8 @@ SHAPE = {
     "unsqueeze_attr": Case([N("Unsqueeze", ["x"], axes=[0, 3])], [2, 3], opset=11),
     "unsqueeze_input": Case([N("Unsqueeze", ["x", "a"])], [2, 3], {"a": _i64(-1, 1)}, opset=13),
     "identity_dropout": Case(
-        [N("Identity", ["x"], "i"), N("Dropout", ["i"], "d", ratio=0.3), N("Relu", ["d"])], [2, 3],
+        [N("Identity", ["x"], "i"), N("Dropout", ["i"], "d", ratio=0.3), N("Relu", ["d"])],
+        [2, 3],
         opset=7,
     ),
     "dropout_opset13": Case(
@@ -238,15 +267,27 @@ SHAPE = {
     ),
     "cast_float": Case([N("Cast", ["x"], "c", to=TensorProto.FLOAT), N("Relu", ["c"])], [2, 3]),
     "pad_inputs": Case(
-        [N("Pad", ["x", "p", "v"])], [1, 2, 3], {"p": _i64(0, 1, 2, 0, 0, 1), "v": np.array(0.5, np.float32)},
+        [N("Pad", ["x", "p", "v"])],
+        [1, 2, 3],
+        {"p": _i64(0, 1, 2, 0, 0, 1), "v": np.array(0.5, np.float32)},
         opset=13,
     ),
-    "pad_negative": Case([N("Pad", ["x", "p"])], [1, 4, 3], {"p": _i64(0, -1, 1, 0, 1, -1)}, opset=13),
+    "pad_negative": Case(
+        [N("Pad", ["x", "p"])], [1, 4, 3], {"p": _i64(0, -1, 1, 0, 1, -1)}, opset=13
+    ),
     "pad_attrs": Case([N("Pad", ["x"], pads=[0, 1, 0, 2], value=-1.0)], [1, 3], opset=2),
-    "pad_axes": Case([N("Pad", ["x", "p", "", "a"])], [1, 2, 3], {"p": _i64(1, 2), "a": _i64(-1)}, opset=18),
+    "pad_axes": Case(
+        [N("Pad", ["x", "p", "", "a"])], [1, 2, 3], {"p": _i64(1, 2), "a": _i64(-1)}, opset=18
+    ),
     "expand": Case([N("Expand", ["x", "s"])], [1, 1, 3], {"s": _i64(2, 4, 1, 3)}),
-    "expand_noop": Case([N("Expand", ["x", "s"]), ], [2, 3], {"s": _i64(1, 3)}),
-}  # fmt: skip
+    "expand_noop": Case(
+        [
+            N("Expand", ["x", "s"]),
+        ],
+        [2, 3],
+        {"s": _i64(1, 3)},
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(SHAPE))
@@ -386,7 +427,10 @@ def test_unknown_op_lists_node_op_and_supported_ops(tmp_path: Path) -> None:
     ("case", "needle"),
     [
         (Case([N("Pad", ["x", "p"], mode="reflect")], [1, 4], {"p": _i64(0, 1, 0, 1)}), "reflect"),
-        (Case([N("Cast", ["x"], "c", to=TensorProto.INT64), N("Cast", ["c"], to=1)], [1, 3]), "INT64"),
+        (
+            Case([N("Cast", ["x"], "c", to=TensorProto.INT64), N("Cast", ["c"], to=1)], [1, 3]),
+            "INT64",
+        ),
         (
             Case(
                 [
@@ -399,7 +443,10 @@ def test_unknown_op_lists_node_op_and_supported_ops(tmp_path: Path) -> None:
             "output 1",
         ),
         (Case([N("Pow", ["x", "x"])], [1, 3]), "exponent"),
-        (Case([N("AveragePool", ["x"], kernel_shape=[2], dilations=[2])], [1, 1, 5], opset=19), "dilations"),
+        (
+            Case([N("AveragePool", ["x"], kernel_shape=[2], dilations=[2])], [1, 1, 5], opset=19),
+            "dilations",
+        ),
         (Case([N("Resize", ["x", "", "s"], mode="cubic")], [1, 1, 3], {"s": _f(1, 1, 2)}), "cubic"),
     ],
     ids=["pad_reflect", "cast_int", "maxpool_indices", "pow_var", "avgpool_dil", "resize_cubic"],
@@ -419,12 +466,56 @@ def test_dynamic_non_batch_dimension(tmp_path: Path) -> None:
 
 def test_supported_list_contains_required_ops() -> None:
     required = {
-        "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Relu", "LeakyRelu", "Sigmoid",
-        "Tanh", "Sin", "Cos", "Erf", "Gelu", "Exp", "Log", "Reciprocal", "Sqrt", "Pow",
-        "Softmax", "ReduceMean", "ReduceSum", "BatchNormalization", "LayerNormalization", "Conv",
-        "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape",
-        "Transpose", "Concat", "Slice", "Gather", "Split", "Squeeze", "Unsqueeze", "Identity",
-        "Dropout", "Constant", "Shape", "Cast", "Clip", "Sign", "Floor", "Pad", "Resize",
-        "Upsample", "LSTM",
-    }  # fmt: skip
+        "Gemm",
+        "MatMul",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Neg",
+        "Relu",
+        "LeakyRelu",
+        "Sigmoid",
+        "Tanh",
+        "Sin",
+        "Cos",
+        "Erf",
+        "Gelu",
+        "Exp",
+        "Log",
+        "Reciprocal",
+        "Sqrt",
+        "Pow",
+        "Softmax",
+        "ReduceMean",
+        "ReduceSum",
+        "BatchNormalization",
+        "LayerNormalization",
+        "Conv",
+        "ConvTranspose",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "Flatten",
+        "Reshape",
+        "Transpose",
+        "Concat",
+        "Slice",
+        "Gather",
+        "Split",
+        "Squeeze",
+        "Unsqueeze",
+        "Identity",
+        "Dropout",
+        "Constant",
+        "Shape",
+        "Cast",
+        "Clip",
+        "Sign",
+        "Floor",
+        "Pad",
+        "Resize",
+        "Upsample",
+        "LSTM",
+    }
     assert required <= set(SUPPORTED_ONNX_OPS)

@@ -104,11 +104,13 @@ def test_json_output_shape(files, capsys) -> None:
     code, out, _ = run(capsys, files["model"], files["sat"], "--json")
     assert code == 0
     data = json.loads(out)
-    assert set(data) >= {"status", "reason", "timings", "counterexample", "model", "spec"}
+    assert set(data) >= {"status", "reason", "timings", "stats", "counterexample", "model", "spec"}
     assert data["status"] == "sat"
     ce = data["counterexample"]
     assert len(ce["x"]) == 2 and len(ce["y"]) == 2 and ce["case_index"] == 0
-    assert all(isinstance(v, (int, float)) or v is None for v in data["timings"].values())
+    assert {"load_s", "attack_s", "total_s"} <= set(data["timings"])
+    assert all(isinstance(v, (int, float)) for v in data["timings"].values())
+    assert all(isinstance(v, (int, float)) or v is None for v in data["stats"].values())
 
 
 def test_timeout_flag_is_respected(files, capsys) -> None:

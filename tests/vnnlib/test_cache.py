@@ -147,3 +147,23 @@ def test_cache_respects_a_smaller_case_limit(spec_file: Path) -> None:
     with pytest.raises(VnnlibError, match="more than 2 cases"):
         load_vnnlib(spec_file, cache=cache, max_cases=2)
     np.testing.assert_array_equal(load_vnnlib(spec_file, cache=cache).cases[1].d, [-3.0, -2.0])
+
+
+def test_disk_round_trip_of_a_spec_without_cases(tmp_path: Path) -> None:
+    text = "(declare-const X_0 Real)(declare-const Y_0 Real)(assert (>= X_0 1))(assert (<= X_0 0))"
+    spec = parse_vnnlib(text, "empty")
+    assert spec.cases == ()
+    write_disk(tmp_path, "k", spec)
+    again = read_disk(tmp_path, "k")
+    assert again == spec and (again.n_inputs, again.n_outputs) == (1, 1)
+
+
+def test_stale_format_entry_is_ignored(spec_file: Path, tmp_path: Path) -> None:
+    key = content_key(spec_file.read_bytes())
+    write_disk(tmp_path, key, parse_vnnlib(TEXT, "x"))
+    path = tmp_path / f"{key}.npz"
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["format"] = np.array("some-older-format")
+    np.savez(path, **arrays)
+    assert read_disk(tmp_path, key) is None

@@ -145,6 +145,7 @@ def test_contradictory_boxes_are_dropped_with_a_warning(caplog) -> None:
         spec = parse_vnnlib(text)
     assert len(spec.cases) == 1 and spec.cases[0].lower[0] == 0.0
     assert "dropped 1 of 2" in caplog.text
+    assert "X_0 has lower bound 2.0 above upper bound 1.0" in caplog.text
 
 
 def test_all_boxes_empty_means_the_property_trivially_holds(caplog) -> None:

@@ -103,7 +103,7 @@ def holds(node, x: np.ndarray, y: np.ndarray) -> bool:
     return all(results) if node[0] == "and" else any(results)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(problem=specs(), data=st.data())
 def test_parsed_spec_has_the_same_violations_as_the_formula(problem, data) -> None:
     n_in, n_out, box, asserts = problem

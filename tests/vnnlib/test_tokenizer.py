@@ -90,7 +90,7 @@ ALPHABET = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(ALPHABET, max_size=40))
 def test_fused_scanner_covers_exactly_the_plain_tokens(pieces: list[str]) -> None:
     """Splitting every fused match into plain tokens gives the plain token stream."""
