@@ -79,12 +79,11 @@ def _affine_step(bg: BoundGraph, info: NodeInfo, a: Tensor) -> tuple[list[Tensor
         if len(node.inputs) > 2 and node.inputs[2]:
             return grads, _flat_sum(a * bg.const(node.inputs[2], a))
         return grads, a.new_zeros(S, B)
-    fn = bg.affine_fn(node, a)
-    zeros = [a.new_zeros((S * B,) + bg.shape(node.inputs[s])) for s in info.perturbed_slots]
-    out0, vjp_fn = torch.func.vjp(fn, *zeros)
-    grads = vjp_fn(a.reshape((S * B,) + tuple(a.shape[2:])))
-    grads = [g.reshape((S, B) + g.shape[1:]) for g in grads]
-    bias = _flat_sum(a * out0[:1].detach())
+    out0, vjp_fn = bg.linearization(node, a)
+    flat = a.reshape((S * B, 1) + tuple(a.shape[2:]))
+    grads = torch.func.vmap(vjp_fn)(flat)
+    grads = [g.reshape((S, B) + g.shape[2:]) for g in grads]
+    bias = _flat_sum(a * out0) if out0 is not None else a.new_zeros(S, B)
     return grads, bias
 
 

@@ -71,6 +71,7 @@ class BoundGraph:
         self.order: tuple[str, ...] = tuple(self.infos)
         self.needs_bounds: tuple[str, ...] = self._relaxed_inputs()
         self._const_cache: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
+        self._lin_cache: dict[tuple[str, torch.device, torch.dtype], tuple] = {}
 
     def _classify(self, node: Node) -> NodeInfo:
         opdef = self.registry.get(node.op, node=node.name)
@@ -121,6 +122,26 @@ class BoundGraph:
             for i, name in enumerate(node.inputs)
         ]
         return FORWARD[node.op](node, args)
+
+    def linearization(
+        self, node: Node, like: Tensor
+    ) -> tuple[Tensor | None, Callable[[Tensor], tuple[Tensor, ...]]]:
+        """``(f(0), vjp)`` of an affine node, cached per device/dtype.
+
+        ``f(0)`` is ``[1, *shape]`` (None when identically zero); ``vjp`` maps a
+        cotangent ``[1, *shape]`` to one ``[1, *input_shape]`` per perturbed slot.
+        Both are exact for any point because the node is affine.
+        """
+        key = (node.name, like.device, like.dtype)
+        hit = self._lin_cache.get(key)
+        if hit is None:
+            slots = self.infos[node.name].perturbed_slots
+            zeros = [like.new_zeros((1,) + self.shape(node.inputs[s])) for s in slots]
+            out0, vjp_fn = torch.func.vjp(self.affine_fn(node, like), *zeros)
+            out0 = out0.detach()
+            hit = (out0 if bool(out0.any()) else None, vjp_fn)
+            self._lin_cache[key] = hit
+        return hit
 
     def affine_fn(self, node: Node, like: Tensor) -> Callable[..., Tensor]:
         """``f(*perturbed inputs)`` for an affine node with constants closed over."""

@@ -47,17 +47,22 @@ def _centred(
     w_max: float,
     w_count: int,
     w_scale: float,
-    reduction: Reduction | None = None,
 ) -> Grid:
-    """Centre/width keys on asinh axes: fine near a centre of 0 and near a width of 0."""
+    """Centre/width keys on asinh axes: fine near a centre of 0 and near a width of 0.
+
+    An even ``c_count`` keeps nodes off the centre 0 (an inflection point, where the
+    optimum of narrow intervals is irregular and would spread to neighbouring cells).
+    """
     centre = Axis(-c_max, c_max, c_count, "asinh", c_scale)
     width = Axis(0.0, w_max, w_count, "asinh", w_scale)
-    return Grid((centre, width), (reduction or Reduction(),), ("centre_width",))
+    return Grid((centre, width), keys=("centre_width",))
 
 
-def _periodic(c_count: int, w_max: float, w_count: int) -> Grid:
-    """Centre reduced into [-pi, pi) (linear axis), width on an asinh axis."""
-    centre = Axis(-math.pi, math.pi, c_count)
+def _periodic(cells: int, w_max: float, w_count: int) -> Grid:
+    """Centre reduced into [-pi, pi), on nodes at half steps (never on a multiple of
+    pi/2, the inflection points, when ``cells`` is a multiple of 4); asinh width axis."""
+    half = math.pi / cells
+    centre = Axis(-math.pi - half, math.pi + half, cells + 2)
     width = Axis(0.0, w_max, w_count, "asinh", 0.5)
     red = Reduction("periodic", period=2 * math.pi, origin=-math.pi)
     return Grid((centre, width), (red,), ("centre_width",))
@@ -83,11 +88,11 @@ def _mul(lo: float, hi: float, count: int) -> Grid:
 DEFAULT_SPECS: dict[str, TableSpec] = {
     s.name: s
     for s in (
-        TableSpec("Sigmoid", _centred(100.0, 193, 2.0, 200.0, 97, 0.5), coarse=24, golden=16),
-        TableSpec("Tanh", _centred(50.0, 193, 1.0, 100.0, 97, 0.25), coarse=24, golden=16),
-        TableSpec("Gelu", _centred(100.0, 193, 2.0, 200.0, 97, 0.5), coarse=24, golden=16),
-        TableSpec("Sin", _periodic(129, 2 * math.pi, 97), coarse=24, golden=16),
-        TableSpec("Cos", _periodic(129, 2 * math.pi, 97), coarse=24, golden=16),
+        TableSpec("Sigmoid", _centred(100.0, 192, 2.0, 200.0, 97, 0.5), coarse=24, golden=16),
+        TableSpec("Tanh", _centred(50.0, 192, 1.0, 100.0, 97, 0.25), coarse=24, golden=16),
+        TableSpec("Gelu", _centred(100.0, 192, 2.0, 200.0, 97, 0.5), coarse=24, golden=16),
+        TableSpec("Sin", _periodic(128, 2 * math.pi, 97), coarse=24, golden=16),
+        TableSpec("Cos", _periodic(128, 2 * math.pi, 97), coarse=24, golden=16),
         TableSpec("Exp", _width(40.0, 401), coarse=24, golden=16),
         TableSpec("Reciprocal", _ratio(1e-6, 241, "scale_sym"), coarse=24, golden=16),
         TableSpec("Sqrt", _ratio(1e-6, 241), coarse=24, golden=16),

@@ -149,9 +149,11 @@ class GraphBuilder:
         return self._shapes[name]
 
     def is_constant(self, name: str) -> bool:
+        """``name`` is a constant (not an input or node)."""
         return name in self.constants
 
     def constant(self, name: str) -> np.ndarray:
+        """The value of constant ``name``."""
         return self.constants[name]
 
     # ----------------------------------------------------------------- build

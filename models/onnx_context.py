@@ -71,6 +71,7 @@ class ConvertContext:
         self._env[onnx_name] = value
 
     def is_bound(self, onnx_name: str) -> bool:
+        """The ONNX value ``onnx_name`` has been defined (bound to one of ours)."""
         return onnx_name in self._env
 
     def value(self, onnx_name: str) -> str:
@@ -107,9 +108,11 @@ class ConvertContext:
         return name
 
     def shape(self, value: str) -> tuple[int, ...]:
+        """Static shape of our value ``value``."""
         return self.b.shape(value)
 
     def is_constant(self, value: str) -> bool:
+        """Our value ``value`` is a constant."""
         return self.b.is_constant(value)
 
     # ------------------------------------------------------------- emission

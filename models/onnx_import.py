@@ -22,7 +22,7 @@ from onnx import helper, numpy_helper
 
 from .builder import GraphBuilder
 from .errors import ModelLoadError
-from .graph import Graph
+from .graph import Graph, GraphError
 from .lstm import LSTM_CONVERTERS
 from .onnx_context import ConvertContext, Converter
 from .onnx_fold import FOLD_ERRORS, fold_node
@@ -100,6 +100,8 @@ def _read(path: Path, label: str) -> onnx.ModelProto:
         raise ModelLoadError(
             f"{label}: not a valid ONNX model (truncated or corrupt protobuf: {exc})"
         ) from exc
+    except OSError as exc:
+        raise ModelLoadError(f"{label}: cannot be read ({exc})") from exc
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
@@ -228,8 +230,10 @@ class _Walker:
             raise ctx.unsupported(node, f"attribute(s) {extra} not supported")
         try:
             conv.fn(ctx, node, attrs)
-        except RuntimeError as exc:
-            raise ctx.error(node, f"cannot be converted ({exc})") from exc
+        except ModelLoadError:
+            raise
+        except (RuntimeError, ValueError) as exc:
+            raise ctx.error(node, f"cannot be converted ({type(exc).__name__}: {exc})") from exc
         self._check_outputs(node)
 
     def _fold(self, node: onnx.NodeProto) -> None:
@@ -251,15 +255,27 @@ class _Walker:
                 if name in self.consumed:
                     raise self.ctx.unsupported(node, f"output {k} ({name!r}) is not supported")
                 continue
-            ours = self.ctx.value(name)
-            expected = self.inferred.get(name)
-            if expected is not None and not self.b.is_constant(ours):
-                if self.b.shape(ours) != expected:
-                    raise self.ctx.error(
-                        node,
-                        f"converted output {name!r} has shape {list(self.b.shape(ours))}, "
-                        f"ONNX shape inference says {list(expected)}",
-                    )
+            self._cross_check(node, name)
+
+    def _cross_check(self, node: onnx.NodeProto, name: str) -> None:
+        """Compare our shape of ``name`` with ONNX shape inference.
+
+        A rank mismatch is an error. Dimensions may legitimately differ where
+        shape inference and onnxruntime disagree (onnxruntime drops a ceil-mode
+        pooling window that would start in the end padding; we follow
+        onnxruntime), so those are only logged.
+        """
+        ours = self.ctx.value(name)
+        expected = self.inferred.get(name)
+        if expected is None or self.b.is_constant(ours) or self.b.shape(ours) == expected:
+            return
+        msg = (
+            f"converted output {name!r} has shape {list(self.b.shape(ours))}, "
+            f"ONNX shape inference says {list(expected)}"
+        )
+        if len(self.b.shape(ours)) != len(expected):
+            raise self.ctx.error(node, msg)
+        logger.warning("%s: node %r (%s): %s", self.label, node.name, node.op_type, msg)
 
     def _finish(self) -> Graph:
         outputs: list[str] = []
@@ -276,4 +292,7 @@ class _Walker:
             outputs.append(ours)
         if not outputs:
             raise ModelLoadError(f"{self.label}: the model has no outputs")
-        return self.b.build(outputs)
+        try:
+            return self.b.build(outputs)
+        except GraphError as exc:
+            raise ModelLoadError(f"{self.label}: inconsistent converted graph ({exc})") from exc

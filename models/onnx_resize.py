@@ -134,6 +134,17 @@ def convert_resize(ctx: ConvertContext, node: onnx.NodeProto, attrs: Attrs) -> N
         _emit_linear(ctx, node, x, mats)
 
 
+def _repeat_factors(maps: list[np.ndarray], shape: tuple[int, ...]) -> list[int] | None:
+    """Integer ``k`` per axis when every map repeats each element ``k`` times, else None."""
+    factors = []
+    for size, m in zip(shape, maps, strict=True):
+        k = len(m) // size
+        if k < 1 or len(m) != k * size or not np.array_equal(m, np.arange(len(m)) // k):
+            return None
+        factors.append(k)
+    return factors
+
+
 def _emit_nearest(
     ctx: ConvertContext, node: onnx.NodeProto, x: str, maps: list[np.ndarray]
 ) -> None:
@@ -142,12 +153,11 @@ def _emit_nearest(
     if not changed:
         ctx.bind(node.output[0], x)
         return
-    factors = [len(m) // shape[a] for a, m in enumerate(maps)]
-    if all(np.array_equal(m, np.arange(len(m)) // max(factors[a], 1)) for a, m in enumerate(maps)):
-        if all(len(m) == shape[a] * factors[a] for a, m in enumerate(maps)):
-            scales = [float(f) for f in factors]
-            ctx.emit(node, "Resize", [x], {"scales": scales, "mode": "nearest"}, output=0)
-            return
+    factors = _repeat_factors(maps, shape)
+    if factors is not None:
+        scales = [float(f) for f in factors]
+        ctx.emit(node, "Resize", [x], {"scales": scales, "mode": "nearest"}, output=0)
+        return
     for k, a in enumerate(changed):
         idx = ctx.constant(node, maps[a], f"index{a}")
         last = k == len(changed) - 1

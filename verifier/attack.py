@@ -13,7 +13,7 @@ Per box the search is:
 2. ``rounds`` of PGD, each with ``restarts`` starting points batched into one forward pass
    per step (round 0 starts from the best samples of step 1, later rounds from fresh
    uniform points): ``x <- clip(x - step * sign(grad margin), lower, upper)`` with
-   ``step = step_fraction * width``, decaying linearly to a tenth of that.
+   ``step = step_fraction * width``, decaying geometrically to ``FINAL_STEP_RATIO`` of that.
 
 Whenever a point with margin ``<= 0`` is found that beats every earlier candidate it is
 yielded as a :class:`Candidate`; the caller confirms it independently (the engine's float
@@ -46,6 +46,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+FINAL_STEP_RATIO = 1e-2
+LINEAR = False
+"""PGD steps decay geometrically from ``step_fraction * width`` to this fraction of it."""
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 """Model on flat tensors: ``[B, n_in] -> [B, n_out]``, differentiable."""
@@ -192,6 +196,20 @@ class _Search:
         w = torch.rand((n, n_out), generator=self.generator, dtype=torch.float64) * 2 - 1
         return w.to(device=self.lo.device, dtype=self.lo.dtype)
 
+    def step_direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """``sign(grad)`` per point; a random sign vector where a point's gradient is all zero.
+
+        Piecewise-constant regions (every ReLU of a layer off) have no gradient; a random
+        step keeps those restarts exploring instead of standing still.
+        """
+        direction = torch.nan_to_num(grad).sign()
+        flat = ~direction.any(dim=1)
+        if bool(flat.any()):
+            u = torch.rand(direction.shape, generator=self.generator, dtype=torch.float64)
+            noise = (u.to(device=direction.device, dtype=direction.dtype) * 2 - 1).sign()
+            direction = torch.where(flat[:, None], noise, direction)
+        return direction
+
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         return torch.minimum(torch.maximum(x, self.lo), self.hi)
 
@@ -316,8 +334,8 @@ def _pgd_round(search: _Search, deadline: Deadline, round_index: int) -> Iterato
                 log.debug("falsifier: model output has no gradient; skipping PGD")
             return
         k = max(0, t - cfg.osi_steps)
-        decay = 1.0 - 0.9 * k / max(1, cfg.steps - 1)
-        x = search.clip(x - base * decay * torch.nan_to_num(grad).sign())
+        decay = FINAL_STEP_RATIO ** (k / max(1, cfg.steps - 1)) if not LINEAR else 1.0 - (1 - FINAL_STEP_RATIO) * k / max(1, cfg.steps - 1)
+        x = search.clip(x - base * decay * search.step_direction(grad))
 
 
 def _pgd_loss(

@@ -46,13 +46,22 @@ def prepare(
     """Broadcast ``l``, ``u`` and the rows of ``alpha`` ([n_alpha, *S]) to one shape.
 
     NaN entries of ``alpha`` become 0 and infinite ones the largest finite float, so
-    that clamping them afterwards always yields a finite, valid parameter.
+    that clamping them afterwards always yields a finite, valid parameter. Infinite
+    bounds are detached (their gradient is 0 instead of NaN).
     """
     if alpha.dim() < 1 or alpha.shape[0] < n_alpha:
         raise ValueError(f"alpha must have shape [{n_alpha}, *S], got {tuple(alpha.shape)}")
     shape = torch.broadcast_shapes(l.shape, alpha.shape[1:])
     rows = torch.nan_to_num(alpha.to(l.dtype))
-    return l.expand(shape), u.expand(shape), [rows[i].expand(shape) for i in range(n_alpha)]
+    l, u = (torch.where(torch.isfinite(x), x, x.detach()).expand(shape) for x in (l, u))
+    return l, u, [rows[i].expand(shape) for i in range(n_alpha)]
+
+
+def pow0(x: Tensor, p: float) -> Tensor:
+    """``x**p`` for ``x >= 0`` (``0**p`` is 0, or inf if p < 0) with gradient 0 at 0."""
+    pos = x > 0
+    base = torch.where(pos, x, 1.0)
+    return torch.where(pos, torch.sqrt(base) if p == 0.5 else base.pow(p), 0.0 if p > 0 else INF)
 
 
 def safe(x: Tensor, fill: float = 0.0) -> Tensor:
@@ -156,6 +165,7 @@ def select(mask: Tensor, a: Lines, b: Lines) -> Lines:
 
 
 def _fields(lines: Lines) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(lw, lb, uw, ub)``."""
     return lines.lw, lines.lb, lines.uw, lines.ub
 
 
@@ -168,7 +178,9 @@ def point_init(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tens
     return init
 
 
-def _tangent_point(alpha: Tensor | None, l: Tensor, u: Tensor, init: Callable) -> tuple:
+def _tangent_point(
+    alpha: Tensor | None, l: Tensor, u: Tensor, init: Callable[[Tensor, Tensor], Tensor]
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(l, u, t)``: broadcast bounds and the tangent point clamped into ``[l, u]``."""
     if alpha is None:
         alpha = init(l, u)
@@ -179,12 +191,17 @@ def _tangent_point(alpha: Tensor | None, l: Tensor, u: Tensor, init: Callable) -
 def check_positive(op: str, l: Tensor, u: Tensor, allow_negative: bool = True) -> None:
     """Raise :class:`DomainError` unless every interval has l > 0 (or u < 0 if allowed)."""
     bad = (l <= 0) & (u >= 0) if allow_negative else l <= 0
-    if bool(bad.any()):
-        lo, hi = l[bad][0].item(), u[bad][0].item()
+    if not bool(bad.any()):
+        return
+    lo, hi = l[bad][0].item(), u[bad][0].item()
+    if allow_negative:
         raise DomainError(
-            f"{op}: input interval [{lo:.6g}, {hi:.6g}] reaches 0 where {op} is unbounded; "
-            "the lower bound must be > 0" + (" (or the upper bound < 0)" if allow_negative else "")
+            f"{op}: input interval [{lo:.6g}, {hi:.6g}] contains 0, where {op} is unbounded; "
+            "intervals must be entirely positive or entirely negative"
         )
+    raise DomainError(
+        f"{op}: input lower bound {lo:.6g} <= 0 (interval [{lo:.6g}, {hi:.6g}]); {op} needs x > 0"
+    )
 
 
 def clamp_nonneg(op: str, l: Tensor, u: Tensor) -> Pair:
@@ -204,9 +221,20 @@ def _exp_default(l: Tensor, u: Tensor) -> Tensor:
 
 
 def _exp_relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
-    """Exp: tangent at t (lower), chord (upper)."""
+    """Exp: tangent at t (lower), chord (upper).
+
+    No ``exp`` in the graph overflows (an overflow would make gradients NaN): the
+    tangent point is capped at ``cap`` (a tangent anywhere is a global under-estimator),
+    bounds above ``cap`` are capped for the lower interval bound (``exp(cap) < exp(l)``),
+    and an upper bound above ``cap`` gives the upper line ``(0, inf)``.
+    """
     l, u, t = _tangent_point(alpha, l, u, point_init(_exp_default))
+    big_log = math.log(torch.finfo(l.dtype).max)
+    cap = big_log - math.log(big_log) - 1.0  # keeps exp(x) * |1 - x| finite
+    t = t.clamp(max=cap)
     et = torch.exp(t)
+    over = u > cap
+    l, u = l.clamp(max=cap), u.clamp(max=cap)
     fl, fu = torch.exp(l), torch.exp(u)
     d = finite_width(l, u)
     d1 = d.clamp(max=1.0)
@@ -214,7 +242,8 @@ def _exp_relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
     small = torch.exp(safe(l)) * ratio
     big = (torch.exp(safe(u)) - torch.exp(safe(l))) / torch.where(d > 1, d, 1.0)
     uw, ub = chord(l, u, fl, fu, torch.where(d > 1, big, small), (0.0, INF), upper=True)
-    return finish(et, et * (1 - t), uw, ub, fl, fu)
+    uw, ub = torch.where(over, 0.0, uw), torch.where(over, INF, ub)
+    return finish(et, et * (1 - t), uw, ub, fl, torch.where(over, INF, fu))
 
 
 def exp_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
@@ -297,7 +326,7 @@ def _sqrt_relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
     st = torch.sqrt(t.clamp(min=torch.finfo(t.dtype).tiny))
     zero = u <= 0
     uw, ub = torch.where(zero, 0.0, 0.5 / st), torch.where(zero, 0.0, 0.5 * st)
-    sl, su = torch.sqrt(l), torch.sqrt(u)
+    sl, su = pow0(l, 0.5), pow0(u, 0.5)
     fin_u = torch.isfinite(u)
     s = sl + safe(su)
     s_pos = torch.where(s > 0, s, 1.0)
@@ -411,7 +440,7 @@ def _half_pow(l: Tensor, u: Tensor, t: Tensor, p: float) -> Lines:
     """``x**p`` on ``0 <= l <= u`` (``l > 0`` if p < 0): tangent at t and chord."""
     tt = t.clamp(min=torch.finfo(t.dtype).tiny)
     tw, tb = p * tt.pow(p - 1), (1 - p) * tt.pow(p)
-    fl, fu = l.pow(p), u.pow(p)
+    fl, fu = pow0(l, p), pow0(u, p)
     d, ls = finite_width(l, u), safe(l)
     deriv = torch.where(ls > 0, p * torch.where(ls > 0, ls, 1.0).pow(p - 1), 0.0)
     k_fin = torch.where(d > 0, (safe(fu) - fl) / torch.where(d > 0, d, 1.0), deriv)
@@ -437,7 +466,7 @@ def _real_pow_relax(p: float) -> Callable[[Tensor, Tensor, Tensor | None], Lines
         neg = u < 0
         g = _half_pow(torch.where(neg, -u, l), torch.where(neg, -l, u), torch.where(neg, -t, t), p)
         lines = select(neg, reflect(g, odd=integer and int(p) % 2 == 1), g)
-        fl, fu = l.pow(p), u.pow(p)
+        fl, fu = (l.pow(p), u.pow(p)) if integer else (pow0(l, p), pow0(u, p))
         return finish(*_fields(lines), torch.minimum(fl, fu), torch.maximum(fl, fu))
 
     return relax
@@ -448,7 +477,8 @@ def _linear(op: str, w: float, b: float, fn: Callable[[Tensor], Tensor]) -> Unar
 
     def relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
         shape = l.shape if alpha is None else torch.broadcast_shapes(l.shape, alpha.shape[1:])
-        wt, bt = torch.full(shape, w, dtype=l.dtype), torch.full(shape, b, dtype=l.dtype)
+        wt = torch.full(shape, w, dtype=l.dtype, device=l.device)
+        bt = torch.full(shape, b, dtype=l.dtype, device=l.device)
         return Lines(wt, bt, wt.clone(), bt.clone())
 
     return UnaryRelaxation(

@@ -152,6 +152,7 @@ def _hull_slope(wave: Wave, l: Tensor, u: Tensor, lower: bool) -> Tensor:
 
 
 def _wave_family(wave: Wave) -> SlopeFamily:
+    """The :class:`SlopeFamily` of Sin or Cos."""
     return SlopeFamily(
         interval=lambda l, u: wave_range(wave.f, wave.phase, l, u),
         slope_range=lambda l, u: wave_range(wave.df, wave.phase + HALF_PI, l, u),

@@ -85,6 +85,7 @@ def _leaky_relax(a: float) -> Callable[[Tensor, Tensor, Tensor | None], Lines]:
 
 
 def _leaky(op: str, a: float) -> UnaryRelaxation:
+    """The relaxation record of LeakyRelu with slope ``a`` under the name ``op``."""
     return UnaryRelaxation(
         op=op,
         fn=_leaky_fn(a),
@@ -205,7 +206,7 @@ def sign_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
 # --------------------------------------------------------------------------- Floor
 def _floor_init(l: Tensor, u: Tensor) -> Tensor:
     """Slope 1 for both lines (``x - 1 <= floor(x) <= x``)."""
-    return torch.ones((2, *l.shape), dtype=l.dtype)
+    return torch.ones((2, *l.shape), dtype=l.dtype, device=l.device)
 
 
 def _floor_relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:

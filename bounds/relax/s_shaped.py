@@ -11,9 +11,11 @@ rules for the default):
 * ``u <= 0``: lower = tangent at the midpoint, upper = chord;
 * ``l >= 0``: lower = chord, upper = tangent at the midpoint;
 * ``l < 0 < u``: lower = chord if it stays below ``f`` (``k <= f'(l)``), else the tangent at
-  ``d_L(u) <= 0``, the tangent point whose tangent passes through ``(u, f(u))``; upper
-  symmetric with ``d_U(l) = -d_L(-l)``. ``d_L`` comes from 40 bisection steps on
-  ``[max(-u, -cap), 0]`` keeping the valid end (the tangent stays below ``f(u)``).
+  ``min(d_L(u), m)``, where ``d_L(u) <= 0`` is the tangent point whose tangent passes through
+  ``(u, f(u))`` (the ``min`` with the midpoint ``m`` is auto_LiRPA's "smoothness enhancement":
+  it makes the line continuous in ``(l, u)`` and is then the L1-tightest lower line); upper
+  symmetric with ``max(d_U(l), m)``, ``d_U(l) = -d_L(-l)``. ``d_L`` comes from 40 bisection
+  steps on ``[max(-u, -cap), 0]`` keeping the valid end (the tangent stays below ``f(u)``).
 
 Stationary points of ``f(x) - a x`` have closed forms (``f'`` is even and decreasing in
 ``|x|``), so the exact bias costs a few elementwise operations.
@@ -47,7 +49,6 @@ from .tangents import (
     Piece,
     SlopeFamily,
     SmoothShape,
-    bisect,
     build_relaxation,
     chord_slope,
     offset_range,
@@ -81,28 +82,34 @@ class SFunction:
 
 
 def _sigmoid_df(x: Tensor) -> Tensor:
+    """Sigmoid derivative ``s(x) s(-x)`` (no cancellation for large ``|x|``)."""
     return torch.sigmoid(x) * torch.sigmoid(-x)
 
 
 def _sigmoid_root(a: Tensor) -> Tensor:
+    """``x >= 0`` with ``sigmoid'(x) = a``: ``cosh(x/2) = 1 / (2 sqrt(a))``."""
     a = a.clamp(_TINY, 0.25)
     return 2.0 * torch.acosh((0.5 / a.sqrt()).clamp(min=1.0))
 
 
 def _tanh_df(x: Tensor) -> Tensor:
+    """Tanh derivative ``1 / cosh(x)^2`` (underflows cleanly to 0)."""
     return torch.cosh(x).pow(-2)
 
 
 def _tanh_root(a: Tensor) -> Tensor:
+    """``x >= 0`` with ``tanh'(x) = a``: ``cosh(x) = 1 / sqrt(a)``."""
     a = a.clamp(_TINY, 1.0)
     return torch.acosh((1.0 / a.sqrt()).clamp(min=1.0))
 
 
 def _erf_df(x: Tensor) -> Tensor:
+    """Erf derivative ``2 / sqrt(pi) exp(-x^2)``."""
     return (2.0 / _SQRT_PI) * torch.exp(-x * x)
 
 
 def _erf_root(a: Tensor) -> Tensor:
+    """``x >= 0`` with ``erf'(x) = a``: ``x^2 = log(2 / (sqrt(pi) a))``."""
     a = a.clamp(_TINY, 2.0 / _SQRT_PI)
     return torch.log(2.0 / (_SQRT_PI * a)).clamp(min=0.0).sqrt()
 
@@ -145,8 +152,8 @@ def _s_default(fun: SFunction, l: Tensor, u: Tensor) -> Pair:
     one = torch.ones_like(u)
     t_lo = d_lower(fun, torch.where(cross, u, one))
     t_up = d_lower(fun, torch.where(cross, -l, one))
-    low_cross = torch.where(k <= fun.df(l), k, fun.df(t_lo))
-    up_cross = torch.where(k <= fun.df(u), k, fun.df(t_up))
+    low_cross = torch.where(k <= fun.df(l), k, fun.df(torch.minimum(t_lo, m)))
+    up_cross = torch.where(k <= fun.df(u), k, fun.df(torch.maximum(-t_up, m)))
     low = torch.where(u <= 0, dfm, torch.where(l >= 0, k, low_cross))
     up = torch.where(u <= 0, k, torch.where(l >= 0, dfm, up_cross))
     return low, up
@@ -159,6 +166,7 @@ def _s_slope_range(fun: SFunction, l: Tensor, u: Tensor) -> Pair:
 
 
 def _s_family(fun: SFunction, limits: tuple[float, float]) -> SlopeFamily:
+    """The :class:`SlopeFamily` of an S-shaped function with range ``limits``."""
     shape = _s_shape(fun)
     return SlopeFamily(
         interval=lambda l, u: (fun.f(l), fun.f(u)),
@@ -182,19 +190,23 @@ class GeluForm:
 
 
 def _gelu_f(x: Tensor) -> Tensor:
+    """Exact Gelu ``x Phi(x)`` (``erfc`` keeps the left tail accurate)."""
     return x * (0.5 * torch.special.erfc(-x / math.sqrt(2.0)))
 
 
 def _gelu_df(x: Tensor) -> Tensor:
+    """Exact Gelu derivative ``Phi(x) + x phi(x)``."""
     cdf = 0.5 * torch.special.erfc(-x / math.sqrt(2.0))
     return cdf + x * torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
 def _tanh_gelu_f(x: Tensor) -> Tensor:
+    """Tanh-form Gelu ``x sigmoid(2 c (x + 0.044715 x^3))`` (no ``1 + tanh`` cancellation)."""
     return x * torch.sigmoid(_TANH_C * (x + _TANH_A * x.pow(3)))
 
 
 def _tanh_gelu_df(x: Tensor) -> Tensor:
+    """Tanh-form Gelu derivative (``|x|`` clamped at 100, where it is exactly 0 or 1)."""
     xc = x.clamp(-100.0, 100.0)
     z = _TANH_C * (xc + _TANH_A * xc.pow(3))
     s = torch.sigmoid(z)
@@ -268,6 +280,7 @@ def _gelu_upper_default(g: GeluForm, l: Tensor, u: Tensor, k: Tensor) -> Tensor:
 
 
 def _gelu_default(g: GeluForm, l: Tensor, u: Tensor) -> Pair:
+    """Default (lower, upper) Gelu slopes: hull supporting lines at the midpoint."""
     k = chord_slope(g.f, g.df, l, u)
     return _gelu_lower_default(g, l, u, k), _gelu_upper_default(g, l, u, k)
 
@@ -296,6 +309,7 @@ def _gelu_slope_range(g: GeluForm, l: Tensor, u: Tensor) -> Pair:
 
 
 def _gelu_family(g: GeluForm) -> SlopeFamily:
+    """The :class:`SlopeFamily` of one Gelu variant."""
     shape = _gelu_shape(g)
     return SlopeFamily(
         interval=lambda l, u: _gelu_interval(g, l, u),
@@ -339,6 +353,7 @@ def gelu_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
     form = GELU_TANH if approx == "tanh" else GELU
 
     def fn(x: Tensor) -> Tensor:
+        """Gelu as evaluated by the network (torch semantics)."""
         return torch.nn.functional.gelu(x, approximate=approx)
 
     return build_relaxation("Gelu", fn, _gelu_family(form))

@@ -85,6 +85,7 @@ def touch_point(
     sign = 1.0 if increasing else -1.0
 
     def g(t: Tensor) -> Tensor:
+        """``G`` oriented to increase."""
         return sign * (f(t) + df(t) * (x0 - t) - fx0)
 
     return bisect(g, lo, hi, steps)
@@ -157,7 +158,7 @@ def _bracket(shape: SmoothShape, piece: Piece, a: Tensor, s0: Tensor, s1: Tensor
         s0, s1, a = s0.detach(), s1.detach(), a.detach()
         if piece.root is not None:
             x = torch.minimum(torch.maximum(piece.root(a), s0), s1)
-            delta = 1e-9 * (1.0 + x.abs())
+            delta = 1e-7 * (1.0 + x.abs())
             return torch.clamp(x - delta, min=s0), torch.clamp(x + delta, max=s1)
         sign = 1.0 if piece.convex else -1.0
         return bisect(lambda x: sign * (shape.df(x) - a), s0, s1, shape.steps)
@@ -179,9 +180,11 @@ def _extreme(shape: SmoothShape, a: Tensor, l: Tensor, u: Tensor, lower: bool) -
     sgn = 1.0 if lower else -1.0
 
     def h(x: Tensor) -> Tensor:
+        """``f - a x`` (negated for the maximum)."""
         return sgn * (shape.f(x) - a * x)
 
     def dh(x: Tensor) -> Tensor:
+        """Derivative of ``h``."""
         return sgn * (shape.df(x) - a)
 
     l, u = torch.broadcast_tensors(l, u)
@@ -325,12 +328,15 @@ def build_relaxation(op: str, fn: Fn, family: SlopeFamily) -> UnaryRelaxation:
     """The :class:`UnaryRelaxation` of ``op`` from its :class:`SlopeFamily` (``n_alpha=2``)."""
 
     def relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
+        """Sound lines on ``[l, u]`` (see :func:`relax_lines`)."""
         return relax_lines(family, l, u, alpha)
 
     def alpha_init(l: Tensor, u: Tensor) -> Tensor:
+        """Relative slopes of the default relaxation."""
         return default_alpha(family, l, u)
 
     def interval(l: Tensor, u: Tensor) -> Pair:
+        """Exact interval, rounded outward."""
         return exact_interval(family, l, u)
 
     return UnaryRelaxation(

@@ -68,7 +68,7 @@ def sin_relax(l: Tensor, u: Tensor):
 def _d_lower(l: Tensor, u: Tensor) -> Tensor:
     """Largest d <= 0 whose sigmoid tangent stays below sigmoid(u) (bisection)."""
     lo, hi = torch.full_like(l, -40.0), torch.zeros_like(l)
-    for _ in range(50):
+    for _ in range(30):
         mid = (lo + hi) / 2
         s = torch.sigmoid(mid)
         ok = s + s * (1 - s) * (u - mid) <= torch.sigmoid(u)
@@ -126,11 +126,13 @@ SMALL_SPECS = {
     "Reciprocal": lut.TableSpec("Reciprocal", Grid((Axis(1e-4, 1.0, 33, "log"),
                                                     Axis(1.0, 1.0, 1)), (Reduction("scale"),)),
                                 coarse=16, golden=16),
-    "Sin": lut.TableSpec("Sin", Grid((Axis(-math.pi, math.pi, 17),
-                                      Axis(-math.pi, 3 * math.pi, 33)),
+    "Sin": lut.TableSpec("Sin", Grid((Axis(-math.pi, math.pi, 17), Axis(0.0, 2 * math.pi, 17)),
                                      (Reduction("periodic", period=2 * math.pi,
-                                                origin=-math.pi),)), coarse=16, golden=16),
-    "Sigmoid": lut.TableSpec("Sigmoid", lut.uniform_grid(-6.0, 6.0, 25), coarse=16, golden=16),
+                                                origin=-math.pi),), ("centre_width",)),
+                         coarse=16, golden=16),
+    "Sigmoid": lut.TableSpec("Sigmoid", Grid((Axis(-20.0, 20.0, 25, "asinh", 2.0),
+                                              Axis(0.0, 40.0, 17, "asinh", 0.5)),
+                                             keys=("centre_width",)), coarse=16, golden=16),
     "Mul": lut.TableSpec("Mul", Grid((Axis(-2.0, 2.0, 5),) * 4), coarse=8, golden=8),
 }
 

@@ -140,7 +140,7 @@ def test_outside_table_without_relaxation_raises(toy_store, small_tables, tmp_pa
     inside = lut.branching_points("Sigmoid", torch.tensor([-1.0]), torch.tensor([2.0]), store=bare)
     assert -1.0 < inside.item() < 2.0
     with pytest.raises(lut.MissingRelaxationError, match="'Sigmoid'.*register"):
-        lut.branching_points("Sigmoid", torch.tensor([-30.0]), torch.tensor([2.0]), store=bare)
+        lut.branching_points("Sigmoid", torch.tensor([-60.0]), torch.tensor([2.0]), store=bare)
 
 
 def test_unknown_op_raises(toy_store):

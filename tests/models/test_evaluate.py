@@ -131,6 +131,23 @@ NN = {
         [N("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)],
         [1, 2, 6, 6],
     ),
+    "maxpool_ceil_last_window_in_pad": Case(
+        [N("MaxPool", ["x"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)],
+        [1, 1, 5, 5],
+    ),
+    "avgpool_ceil_last_window_in_pad": Case(
+        [
+            N(
+                "AveragePool",
+                ["x"],
+                kernel_shape=[2, 2],
+                strides=[2, 2],
+                pads=[1, 1, 1, 1],
+                ceil_mode=1,
+            )
+        ],
+        [1, 1, 5, 5],
+    ),
     "maxpool_dilation": Case([N("MaxPool", ["x"], kernel_shape=[2, 2], dilations=[2, 2])], IMG),
     "maxpool_same": Case(
         [N("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")], IMG

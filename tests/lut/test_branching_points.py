@@ -1,0 +1,89 @@
+"""Packaged tables with the engine's relaxations: accuracy against scipy, reproducibility,
+loading time, and the public lookup through the default store.
+
+Skipped while bounds/ does not provide the relaxations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import lut
+
+bp = pytest.importorskip("branching.branch_points", reason="engine relaxations not available")
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_lut.py"
+N_INTERVALS = 200
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_lut", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _bench()
+
+
+@pytest.fixture(scope="module")
+def store() -> lut.TableStore:
+    s = lut.TableStore()
+    bp.register_engine_relaxations(s)
+    return s
+
+
+@pytest.mark.parametrize("name", list(lut.TABLE_NAMES))
+def test_table_point_matches_scipy_and_beats_midpoint(store, bench, name):
+    ends = bench.sample_intervals(name, N_INTERVALS, seed=7)
+    objective = bench.make_objective(name, store.relaxation(name), ends)
+    ref = bench.reference_areas(objective, ends[0], scan=128)
+    mid = objective(torch.full_like(ends[0], 0.5))
+    if name == lut.MUL:
+        p = lut.branching_points_mul(*ends, store=store)
+    else:
+        p = lut.branching_points(name, ends[0], ends[1], store=store)
+    assert ((p > ends[0]) & (p < ends[1])).all()
+    area = objective((p - ends[0]) / (ends[1] - ends[0]))
+    within = (area <= ref * 1.01 + 1e-300).double().mean().item()
+    no_worse = (area <= mid * (1 + 1e-9)).double().mean().item()
+    assert within >= 0.99, f"{name}: only {within:.3f} within 1% of the direct optimum"
+    assert no_worse >= 0.99, f"{name}: only {no_worse:.3f} no worse than the midpoint"
+
+
+@pytest.mark.parametrize("name", ["Pow3", "Reciprocal"])
+def test_rebuild_reproduces_packaged_table_bit_for_bit(name):
+    packaged = lut.store.table_path(lut.PACKAGED_DIR, name).read_bytes()
+    assert bp.build_table(name).to_bytes() == packaged
+
+
+def test_loading_all_tables_is_fast():
+    start = time.perf_counter()
+    tables = lut.TableStore().load_all()
+    assert set(tables) == set(lut.TABLE_NAMES)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_packaged_tables_match_the_engine_relaxations(store):
+    for name in bp.available_tables():
+        store.get(name)  # raises StaleTableError if bounds.relax changed since the build
+
+
+def test_default_store_lookup_and_fallback():
+    l = torch.tensor([-1.0, -300.0, 0.0, 2.0, 5.0], dtype=torch.float32)
+    u = torch.tensor([3.0, 250.0, 0.0, 2.0 + 2**-20, 1e6], dtype=torch.float32)
+    for op in ("Sigmoid", "Tanh", "Gelu", "Sin", "Cos", "Pow2", "Pow3"):
+        p = lut.branching_points(op, l, u)
+        assert p.dtype == torch.float32
+        assert p[2] == 0.0 and (p[[0, 1, 3, 4]] > l[[0, 1, 3, 4]]).all()
+        assert (p[[0, 1, 3, 4]] < u[[0, 1, 3, 4]]).all()
+    for op in ("Exp", "Reciprocal", "Sqrt"):
+        p = lut.branching_points(op, l[3:], u[3:])
+        assert ((p > l[3:]) & (p < u[3:])).all()
