@@ -54,9 +54,10 @@ def load_onnx(path: str | Path, *, fold_constants: bool = True) -> Graph:
 
     Args:
         path: the ``.onnx`` file (exactly one input, floating point).
-        fold_constants: run the rewrite passes of ``models.passes`` that fold
-            constant operands into Linear/Conv weights and biases (bias Add,
-            BatchNorm/scale Mul), fuse GELU patterns and merge Reshapes. Constant
+        fold_constants: run ``models.passes.DEFAULT_PASSES``, which fold constant
+            operands into Linear/Conv weights and biases (bias Add, BatchNorm and
+            other per-channel scales, affine ops before a Linear), fuse GELU
+            patterns and remove Transposes, Reshapes and identity ops. Constant
             subgraphs (shape arithmetic, weight transforms) are always evaluated
             at import, because our IR has no ops for them.
 

@@ -13,7 +13,7 @@ Per box the search is:
 2. ``rounds`` of PGD, each with ``restarts`` starting points batched into one forward pass
    per step (round 0 starts from the best samples of step 1, later rounds from fresh
    uniform points): ``x <- clip(x - step * sign(grad margin), lower, upper)`` with
-   ``step = step_fraction * width``, decaying geometrically to ``FINAL_STEP_RATIO`` of that.
+   ``step = step_fraction * width``, decaying (coarse or fine schedule, see ``_decay``).
 
 Whenever a point with margin ``<= 0`` is found that beats every earlier candidate it is
 yielded as a :class:`Candidate`; the caller confirms it independently (the engine's float
@@ -47,9 +47,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FINAL_STEP_RATIO = 1e-2
-LINEAR = False
-"""PGD steps decay geometrically from ``step_fraction * width`` to this fraction of it."""
+COARSE_FINAL_RATIO = 0.1
+"""Even restarts: the step decays *linearly* to this fraction of its initial size."""
+FINE_FINAL_RATIO = 1e-3
+"""Odd restarts: the step decays *geometrically* to this fraction (fine local search)."""
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 """Model on flat tensors: ``[B, n_in] -> [B, n_out]``, differentiable."""
@@ -334,8 +335,21 @@ def _pgd_round(search: _Search, deadline: Deadline, round_index: int) -> Iterato
                 log.debug("falsifier: model output has no gradient; skipping PGD")
             return
         k = max(0, t - cfg.osi_steps)
-        decay = FINAL_STEP_RATIO ** (k / max(1, cfg.steps - 1)) if not LINEAR else 1.0 - (1 - FINAL_STEP_RATIO) * k / max(1, cfg.steps - 1)
+        decay = _decay(k / max(1, cfg.steps - 1), x.shape[0], x.device, x.dtype)
         x = search.clip(x - base * decay * search.step_direction(grad))
+
+
+def _decay(progress: float, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Step multipliers ``[n, 1]`` at ``progress`` in [0, 1] of the descent.
+
+    Two schedules alternate over the restarts: a linear decay to ``COARSE_FINAL_RATIO``
+    keeps steps large (crossing ReLU regions, as on MNIST MLPs), a geometric decay to
+    ``FINE_FINAL_RATIO`` resolves narrow violation regions (as on ACAS Xu).
+    """
+    coarse = 1.0 - (1.0 - COARSE_FINAL_RATIO) * progress
+    fine = FINE_FINAL_RATIO**progress
+    odd = torch.arange(n, device=device) % 2 == 1
+    return torch.where(odd, fine, coarse).to(dtype)[:, None]
 
 
 def _pgd_loss(
