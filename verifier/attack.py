@@ -11,9 +11,13 @@ Per box the search is:
 1. the box centre plus ``random_points`` samples (a quarter of them random vertices, the
    rest uniform);
 2. ``rounds`` of PGD, each with ``restarts`` starting points batched into one forward pass
-   per step (round 0 starts from the best samples of step 1, later rounds from fresh
-   uniform points): ``x <- clip(x - step * sign(grad margin), lower, upper)`` with
-   ``step = step_fraction * width``, decaying (coarse or fine schedule, see ``_decay``).
+   per step. Round 0 starts half of them from the best samples of step 1; every other start
+   is uniform and first gets ``osi_steps`` of output-diversified initialisation (ascent on
+   a random output direction). Then ``x <- clip(x - step * sign(grad), lower, upper)`` on
+   each restart's *target*: one case's margin, or the min over cases (restarts are spread
+   over the targets, see ``_targets``). ``step = step_fraction * width`` decays on a coarse
+   or a fine schedule (alternating restarts, see ``_decay``); a point whose gradient is
+   all zero (a flat region) takes a random sign step instead.
 
 Whenever a point with margin ``<= 0`` is found that beats every earlier candidate it is
 yielded as a :class:`Candidate`; the caller confirms it independently (the engine's float
@@ -133,7 +137,7 @@ def group_cases(cases: Sequence) -> tuple[CaseGroup, ...]:
 
 
 class _Objective:
-    """Margin of a batch of outputs for one group: min over cases of max over rows."""
+    """Per-case margins of a batch of outputs for one group (cases padded to equal rows)."""
 
     def __init__(self, group: CaseGroup, device: torch.device, dtype: torch.dtype) -> None:
         n_out = group.constraints[0][0].shape[1]
@@ -154,11 +158,6 @@ class _Objective:
         """``y [B, n_out]`` -> margin of every case ``[B, K]`` (max over its rows)."""
         vals = torch.einsum("kmo,bo->bkm", self.C, y) - self.d
         return vals.masked_fill(self.pad, float("-inf")).amax(dim=2)
-
-    def __call__(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``y [B, n_out]`` -> (margin ``[B]``, local case index ``[B]``)."""
-        margin, case = self.per_case(y).min(dim=1)
-        return margin, case
 
 
 class _Search:
@@ -212,6 +211,7 @@ class _Search:
         return direction
 
     def clip(self, x: torch.Tensor) -> torch.Tensor:
+        """Project points ``[B, n_in]`` onto the (inward-rounded) box."""
         return torch.minimum(torch.maximum(x, self.lo), self.hi)
 
     def evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

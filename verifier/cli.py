@@ -54,9 +54,11 @@ class _Parser(argparse.ArgumentParser):
     """ArgumentParser that raises instead of exiting, so ``main`` always returns."""
 
     def error(self, message: str) -> NoReturn:
+        """Raise a usage error instead of printing usage and exiting."""
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        """Raise instead of exiting (``--help``), so ``main`` returns the status."""
         if message:
             sys.stderr.write(message)
         raise _ParserExit(status)
@@ -209,7 +211,7 @@ def _as_input_errors() -> Iterator[None]:
 def _format_check(report: Any) -> str:
     counts = ", ".join(f"{op} {n}" for op, n in report.op_counts.items())
     nonlinear = ", ".join(report.nonlinear_ops) or "none"
-    verdict = "ok" if report.passed else "FAILED"
+    verdict = "ok" if report.passed else "over tolerance"
     return "\n".join(
         [
             f"model:          {report.model}",
@@ -219,9 +221,34 @@ def _format_check(report: Any) -> str:
             f"nonlinear ops:  {nonlinear}",
             f"points:         {report.points}",
             f"max abs error:  {report.max_abs_err:.3g}",
-            f"max rel error:  {report.max_rel_err:.3g} ({verdict})",
+            f"max rel error:  {report.max_rel_err:.3g} ({verdict}, tolerance {report.tolerance:g})",
         ]
+        + _failure_details(report)
     )
+
+
+def _failure_details(report: Any) -> list[str]:
+    lines = []
+    rel32 = getattr(report, "max_rel_err_float32", None)
+    ref64 = getattr(report, "max_rel_err_float64_reference", None)
+    if rel32 is not None:
+        lines.append(f"  ours in float32 vs onnxruntime:          {rel32:.3g}")
+    if ref64 is not None:
+        lines.append(f"  ours vs onnxruntime on a float64 copy:   {ref64:.3g}")
+    return lines
+
+
+def _first_box(spec_path: Path, model_path: Path) -> tuple[Any, Any]:
+    """The first input box of the spec, its X/Y counts checked against the model."""
+    graph = models.load_onnx(model_path)
+    spec = vnnlib.load_vnnlib(
+        spec_path,
+        n_inputs=math.prod(graph.inputs[0].shape),
+        n_outputs=math.prod(graph.outputs[0].shape),
+    )
+    if not spec.cases:
+        raise InputError(f"{spec_path}: the spec has no input box")
+    return spec.cases[0].lower, spec.cases[0].upper
 
 
 def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
@@ -229,17 +256,11 @@ def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
 
     if args.points < 1:
         raise InputError("--points must be at least 1")
+    for path, what in ((args.model, "model"), (args.spec, "spec")):
+        if path is not None and not path.is_file():
+            raise InputError(f"{path}: {what} file not found")
     with _as_input_errors():
-        box = None
-        if args.spec is not None:
-            if not args.spec.is_file():
-                raise InputError(f"{args.spec}: spec file not found")
-            spec = vnnlib.load_vnnlib(args.spec)
-            if not spec.cases:
-                raise InputError(f"{args.spec}: the spec has no input box")
-            box = (spec.cases[0].lower, spec.cases[0].upper)
-        if not args.model.is_file():
-            raise InputError(f"{args.model}: model file not found")
+        box = None if args.spec is None else _first_box(args.spec, args.model)
         report = check_model(
             args.model, box=box, n_points=args.points, seed=args.seed, tolerance=args.tolerance
         )

@@ -67,7 +67,7 @@ class AttackConfig:
     steps: int = 50
     osi_steps: int = 10
     step_fraction: float = 0.1
-    rounds: int = 2
+    rounds: int = 4
     seed: int = 0
     time_fraction: float = 1.0
 

@@ -6,6 +6,8 @@ adding a stage (for example incomplete bounds after the falsifier) is one entry 
 
 Answer semantics:
 
+* ``unsat`` when the spec has no violation case at all (nothing can violate it); later
+  stages (bounds) add the real proofs;
 * ``sat`` only for a counterexample confirmed by onnxruntime on the original ONNX file
   (see :mod:`verifier.ort_check`);
 * ``timeout`` when the deadline expired before every stage had completed;
@@ -65,8 +67,8 @@ class Problem:
 
     model_path: Path
     spec_path: Path
-    graph: Any
-    spec: Any
+    graph: models.Graph
+    spec: vnnlib.Spec
     groups: tuple[CaseGroup, ...]
 
     @property
@@ -100,7 +102,7 @@ def _size(shape: tuple[int, ...]) -> int:
     return int(math.prod(shape))
 
 
-def _load_graph(model_path: Path) -> Any:
+def _load_graph(model_path: Path) -> models.Graph:
     try:
         graph = models.load_onnx(model_path)
     except models.ModelLoadError as exc:
@@ -146,12 +148,13 @@ def load_problem(model_path: str | Path, spec_path: str | Path) -> Problem:
     return Problem(model_path, spec_path, graph, spec, group_cases(spec.cases))
 
 
-def make_forward(graph: Any, runtime: Runtime) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_forward(graph: models.Graph, runtime: Runtime) -> Callable[[torch.Tensor], torch.Tensor]:
     """The model on flat tensors: ``[B, n_in] -> [B, n_out]`` (via ``models.evaluate``)."""
     in_shape = tuple(graph.inputs[0].shape)
     constants = models.constant_tensors(graph, device=runtime.device, dtype=runtime.dtype)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
+        """``[B, n_in] -> [B, n_out]``."""
         out = models.evaluate(graph, x.reshape(x.shape[0], *in_shape), constants=constants)
         return out.reshape(x.shape[0], -1)
 
@@ -229,10 +232,14 @@ def _timed(stats: dict[str, float], key: str) -> Iterator[None]:
 
 
 def _run_stages(ctx: StageContext, stages: tuple[Stage, ...]) -> Result:
-    budget = ctx.config.timeout
+    """Run stages in order until one decides; else timeout (deadline hit) or unknown."""
     for stage in stages:
         if ctx.deadline.expired():
-            reason = f"time budget ({budget} s) spent before the {stage.name} stage"
+            reason = (
+                f"time budget spent ({ctx.deadline.elapsed():.1f} s) before the {stage.name} stage"
+            )
+            if ctx.notes:
+                reason += ": " + "; ".join(ctx.notes)
             return Result(Status.TIMEOUT, reason=reason)
         log.info("stage %s (%.2f s left)", stage.name, ctx.deadline.remaining())
         with _timed(ctx.stats, f"{stage.name}_s"):
@@ -240,8 +247,8 @@ def _run_stages(ctx: StageContext, stages: tuple[Stage, ...]) -> Result:
         if result is not None:
             return dataclasses.replace(result, reason=result.reason or f"decided by {stage.name}")
     if ctx.deadline.expired():
-        done = "; ".join(ctx.notes)
-        return Result(Status.TIMEOUT, reason=f"time budget ({budget} s) spent: {done}")
+        reason = f"time budget spent ({ctx.deadline.elapsed():.1f} s): " + "; ".join(ctx.notes)
+        return Result(Status.TIMEOUT, reason=reason)
     return Result(Status.UNKNOWN, reason="; ".join(ctx.notes) or "no stage decided")
 
 

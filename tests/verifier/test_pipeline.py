@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from verifier import InputError, Status, VerifyConfig, verify
@@ -66,6 +67,22 @@ def test_planted_violation_is_sat_and_confirmed(model: Path, tmp_path: Path) -> 
     assert "onnxruntime" in res.reason
     assert {"load_s", "attack_s", "total_s"} <= set(res.stats)
     assert res.to_vnncomp().startswith("sat\n(")
+
+
+def test_float64_engine_still_confirms_in_float32(model: Path, tmp_path: Path) -> None:
+    spec = write(tmp_path / "p.vnnlib", spec_text(hi=0.96 + 1e-9))  # box edge not a float32
+    res = verify(model, spec, runtime__dtype="float64", attack__random_points=0)
+    assert res.status is Status.SAT, res.reason
+    x = res.counterexample.x
+    assert np.all(x <= 0.96 + 1e-9) and np.array_equal(x, x.astype(np.float32))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_planted_violation_on_cuda(model: Path, tmp_path: Path) -> None:
+    spec = write(tmp_path / "p.vnnlib", spec_text())
+    res = verify(model, spec, VerifyConfig(timeout=60), runtime__device="cuda")
+    assert res.status is Status.SAT, res.reason
 
 
 def test_safe_box_is_unknown_not_timeout(model: Path, tmp_path: Path) -> None:
