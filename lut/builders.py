@@ -3,8 +3,9 @@
 For every grid node that is an interval, the builder minimises the total
 relaxation gap (:mod:`lut.objective`) over the split fraction with a coarse scan
 plus golden-section steps, batched over all nodes. Builds are deterministic
-(elementwise float64 torch on CPU, fixed chunking), so rebuilding on the same
-platform reproduces the table bit for bit.
+(elementwise float64 torch on CPU, fixed chunking, one intra-op thread during the
+build so that no kernel's vector/scalar split depends on the thread count), so
+rebuilding on the same platform and torch version reproduces the table bit for bit.
 
 Before building, :func:`check_reduction` verifies numerically that the grid's
 symmetry reduction really holds for the relaxation (otherwise a table keyed by
@@ -15,7 +16,8 @@ reduced intervals would not match the engine) and raises
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -43,6 +45,17 @@ MID_RTOL = 1e-9
 _DT = torch.float64
 
 ObjectiveFactory = Callable[[list[Tensor]], Objective]
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch CPU kernels on one intra-op thread inside the block (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _node_keys(grid: Grid) -> tuple[list[np.ndarray], np.ndarray]:
@@ -159,14 +172,16 @@ def build_table_1d(
     def factory(ends: list[Tensor]) -> Objective:
         return split_objective_1d(relax, ends[0], ends[1])
 
-    check_reduction(factory, grid)
-    values = _optimise_nodes(factory, grid, coarse, golden)
+    with single_thread():
+        check_reduction(factory, grid)
+        values = _optimise_nodes(factory, grid, coarse, golden)
+        fp = fingerprint(relax, grid)
     meta = TableMeta(
         name=name,
         kind="unary",
         objective=AREA,
         optimiser={"coarse": coarse, "golden": golden},
-        fingerprint=fingerprint(relax, grid),
+        fingerprint=fp,
     )
     return LookupTable(grid, values, meta)
 
@@ -181,13 +196,15 @@ def build_table_mul(
     def factory(ends: list[Tensor]) -> Objective:
         return split_objective_mul(relax_mul, *ends)
 
-    check_reduction(factory, grid)
-    values = _optimise_nodes(factory, grid, coarse, golden)
+    with single_thread():
+        check_reduction(factory, grid)
+        values = _optimise_nodes(factory, grid, coarse, golden)
+        fp = fingerprint(relax_mul, grid)
     meta = TableMeta(
         name=name,
         kind="mul",
         objective=VOLUME,
         optimiser={"coarse": coarse, "golden": golden},
-        fingerprint=fingerprint(relax_mul, grid),
+        fingerprint=fp,
     )
     return LookupTable(grid, values, meta)

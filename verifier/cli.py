@@ -101,6 +101,15 @@ def _configure_verify(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object")
     parser.add_argument(
+        "--method",
+        choices=("ibp", "crown", "alpha-crown"),
+        default=None,
+        help="strongest bound method (default alpha-crown)",
+    )
+    parser.add_argument(
+        "--no-bab", action="store_true", help="stop after the incomplete bounds (no branching)"
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -134,6 +143,10 @@ def config_from_args(args: argparse.Namespace) -> VerifyConfig:
     if args.seed is not None:
         overrides["runtime__seed"] = args.seed
         overrides["attack__seed"] = args.seed
+    if getattr(args, "method", None) is not None:
+        overrides["bounds__method"] = args.method
+    if getattr(args, "no_bab", False):
+        overrides["bounds__bab"] = False
     return VerifyConfig().with_overrides(**overrides)
 
 
@@ -268,11 +281,26 @@ def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
     return 0 if report.passed else 1
 
 
+def _run_bounds(args: argparse.Namespace, deadline: Deadline) -> int:
+    from verifier import bounds_cmd
+
+    return bounds_cmd.run(args, deadline)
+
+
+def _configure_bounds(parser: argparse.ArgumentParser) -> None:
+    from verifier import bounds_cmd
+
+    bounds_cmd.configure(parser)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "check": Subcommand(
         "compare our evaluation of a model with onnxruntime on random points",
         _configure_check,
         _run_check,
+    ),
+    "bounds": Subcommand(
+        "print sound bounds of every spec row (per input box)", _configure_bounds, _run_bounds
     ),
 }
 

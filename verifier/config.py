@@ -20,6 +20,7 @@ from typing import Any
 
 __all__ = [
     "AttackConfig",
+    "BoundsConfig",
     "ConfigError",
     "InputError",
     "RuntimeConfig",
@@ -84,6 +85,44 @@ class AttackConfig:
         _require(0 < self.time_fraction <= 1, "attack.time_fraction must be in (0, 1]")
 
 
+METHODS = ("ibp", "crown", "alpha-crown")
+
+
+@dataclass(frozen=True, slots=True)
+class BoundsConfig:
+    """Incomplete verification (bound propagation) settings.
+
+    Attributes:
+        enabled: run the bounds stage at all.
+        method: the strongest method to use: CROWN runs first, alpha-CROWN then
+            refines the cases CROWN could not refute.
+        dtype: dtype of bound computations (float64 by default: a proof should not
+            hinge on float32 rounding of long sums).
+        alpha_iterations, alpha_lr: alpha-CROWN optimiser settings.
+        bab: run branch-and-bound after the incomplete bounds (``--no-bab`` turns it off;
+            branch-and-bound itself is not part of this version, so it has no effect yet).
+    """
+
+    enabled: bool = True
+    method: str = "alpha-crown"
+    dtype: str = "float64"
+    alpha_iterations: int = 30
+    alpha_lr: float = 0.1
+    bab: bool = True
+
+    def __post_init__(self) -> None:
+        _require(
+            self.method in METHODS,
+            f"bounds.method must be one of {', '.join(METHODS)} (got {self.method!r})",
+        )
+        _require(
+            self.dtype in DTYPES,
+            f"bounds.dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})",
+        )
+        _require(self.alpha_iterations >= 0, "bounds.alpha_iterations must be >= 0")
+        _require(self.alpha_lr > 0, "bounds.alpha_lr must be > 0")
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     """Process-level torch settings applied by :func:`verifier.runtime.runtime_context`.
@@ -120,11 +159,13 @@ class VerifyConfig:
     Attributes:
         timeout: wall-clock budget in seconds for the whole run (``None``: no limit).
         attack: falsifier settings.
+        bounds: incomplete verification settings.
         runtime: device, dtype, seeds and determinism.
     """
 
     timeout: float | None = None
     attack: AttackConfig = field(default_factory=AttackConfig)
+    bounds: BoundsConfig = field(default_factory=BoundsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:

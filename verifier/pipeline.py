@@ -6,8 +6,8 @@ adding a stage (for example incomplete bounds after the falsifier) is one entry 
 
 Answer semantics:
 
-* ``unsat`` when the spec has no violation case at all (nothing can violate it); later
-  stages (bounds) add the real proofs;
+* ``unsat`` when the spec has no violation case at all (nothing can violate it), or when
+  sound bounds refute every case (CROWN, then alpha-CROWN);
 * ``sat`` only for a counterexample confirmed by onnxruntime on the original ONNX file
   (see :mod:`verifier.ort_check`);
 * ``timeout`` when the deadline expired before every stage had completed;
@@ -34,9 +34,12 @@ import torch
 
 import models
 import vnnlib
+from bounds import BoundGraph, BoundsError
+from bounds.relax import DomainError
 from verifier.attack import AttackProgress, CaseGroup, group_cases, iter_candidates
 from verifier.config import InputError, VerifyConfig
 from verifier.deadline import Deadline
+from verifier.incomplete import run_incomplete
 from verifier.ort_check import OrtChecker, OrtCheckError
 from verifier.result import Result, Status
 from verifier.runtime import Runtime, runtime_context
@@ -215,10 +218,31 @@ def attack_stage(ctx: StageContext) -> Result | None:
     return None
 
 
+def bounds_stage(ctx: StageContext) -> Result | None:
+    """Incomplete verification: CROWN then alpha-CROWN on every box (see verifier.incomplete)."""
+    cfg = ctx.config.bounds
+    if not cfg.enabled:
+        ctx.notes.append("bounds disabled")
+        return None
+    try:
+        bg = BoundGraph(ctx.problem.graph)
+        result = run_incomplete(
+            bg, ctx.problem.groups, cfg, ctx.deadline, str(ctx.runtime.device), ctx.stats
+        )
+    except (BoundsError, DomainError) as exc:
+        ctx.notes.append(f"bounds could not be computed: {exc}")
+        return None
+    if result is None:
+        ctx.notes.append(f"{cfg.method} could not refute every case")
+        if not cfg.bab:
+            ctx.notes.append("branch-and-bound disabled (--no-bab)")
+    return result
+
+
 DEFAULT_STAGES: tuple[Stage, ...] = (
     Stage("trivial", trivial_stage),
     Stage("attack", attack_stage),
-    # Stage("bounds", bounds_stage) goes here.
+    Stage("bounds", bounds_stage),
 )
 
 

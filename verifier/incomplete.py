@@ -1,0 +1,114 @@
+"""Incomplete verification stage: CROWN, then alpha-CROWN, per input box.
+
+A spec case (box, ``C·y <= d``) is refuted when some row has a sound lower
+bound of ``C·y`` strictly above ``d``; the property holds (``unsat``) when every
+case is refuted. All cases sharing a box are bounded together in one call.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bounds import AlphaConfig, BoundGraph, compute_bounds
+from verifier.config import BoundsConfig
+from verifier.deadline import Deadline
+from verifier.result import Result, Status
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRows:
+    """All constraint rows of the cases of one box, stacked.
+
+    ``C``: ``[S, n_out]``; ``d``: ``[S]``; ``case_of_row``: ``[S]`` local case index.
+    """
+
+    C: np.ndarray
+    d: np.ndarray
+    case_of_row: np.ndarray
+
+
+def stack_rows(constraints: tuple[tuple[np.ndarray, np.ndarray], ...]) -> GroupRows:
+    """Stack the ``(C, d)`` of a group's cases into one objective matrix."""
+    Cs = [np.asarray(C, dtype=np.float64) for C, _ in constraints]
+    ds = [np.asarray(d, dtype=np.float64) for _, d in constraints]
+    owner = np.concatenate([np.full(len(d), i) for i, d in enumerate(ds)]).astype(np.int64)
+    return GroupRows(np.concatenate(Cs), np.concatenate(ds), owner)
+
+
+def refuted_cases(lower: np.ndarray, rows: GroupRows, n_cases: int) -> np.ndarray:
+    """Per case: True when some row's lower bound exceeds its threshold."""
+    hit = lower > rows.d
+    out = np.zeros(n_cases, dtype=bool)
+    np.logical_or.at(out, rows.case_of_row, hit)
+    return out
+
+
+def bound_group(
+    bg: BoundGraph,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    rows: GroupRows,
+    method: str,
+    cfg: BoundsConfig,
+    device: str,
+    time_limit: float | None,
+) -> np.ndarray:
+    """Lower bounds ``[S]`` of the group's rows with ``method``."""
+    dtype = _DTYPES[cfg.dtype]
+    shape = (1,) + bg.input_shape
+    lo = torch.tensor(lower, dtype=dtype, device=device).reshape(shape)
+    hi = torch.tensor(upper, dtype=dtype, device=device).reshape(shape)
+    C = torch.tensor(rows.C, dtype=dtype, device=device).unsqueeze(0)
+    d = torch.tensor(rows.d, dtype=dtype, device=device).unsqueeze(0)
+    alpha = AlphaConfig(iterations=cfg.alpha_iterations, lr=cfg.alpha_lr, time_limit=time_limit)
+    res = compute_bounds(bg, lo, hi, C, method=method, thresholds=d, bound_upper=False, alpha=alpha)
+    return res.lower[0].detach().cpu().numpy().astype(np.float64)
+
+
+def _methods(cfg: BoundsConfig) -> tuple[str, ...]:
+    order = ("ibp", "crown", "alpha-crown")
+    return order[1 : order.index(cfg.method) + 1] if cfg.method != "ibp" else ("ibp",)
+
+
+def run_incomplete(
+    bg: BoundGraph,
+    groups: tuple,
+    cfg: BoundsConfig,
+    deadline: Deadline,
+    device: str,
+    stats: dict[str, float],
+) -> Result | None:
+    """Try to refute every case; ``unsat`` when all are refuted, else None."""
+    open_groups = list(range(len(groups)))
+    for method in _methods(cfg):
+        still_open = []
+        for gi in open_groups:
+            if deadline.expired():
+                return None
+            g = groups[gi]
+            rows = stack_rows(g.constraints)
+            lb = bound_group(bg, g.lower, g.upper, rows, method, cfg, device, deadline.remaining())
+            done = refuted_cases(lb, rows, len(g.constraints))
+            log.info(
+                "%s: box %d: %d/%d cases refuted (worst margin %.4g)",
+                method,
+                gi,
+                int(done.sum()),
+                len(done),
+                float(np.max(lb - rows.d)),
+            )
+            if not done.all():
+                still_open.append(gi)
+        stats[f"open_after_{method}"] = float(len(still_open))
+        open_groups = still_open
+        if not open_groups:
+            return Result(Status.UNSAT, reason=f"every case refuted by {method}")
+    return None
