@@ -81,6 +81,7 @@ def compute_bounds(
     alpha: AlphaConfig | None = None,
     known: Mapping[str, Bounds] | None = None,
     return_A: bool = False,
+    crown_max_elements: int = 4096,
 ) -> SpecBounds:
     """Sound bounds of ``C·y`` for ``y = graph(x)``, ``x`` in ``[lower, upper]``.
 
@@ -94,6 +95,7 @@ def compute_bounds(
         alpha: optimiser settings for alpha-CROWN.
         known: fixed intermediate bounds (branch-and-bound).
         return_A: also return CROWN linear coefficients (see :class:`SpecBounds`).
+        crown_max_elements: intermediate nodes larger than this keep IBP bounds.
 
     Returns:
         :class:`SpecBounds` with ``[B, S]`` tensors.
@@ -116,7 +118,7 @@ def compute_bounds(
         if method is Method.IBP:
             inter = ibp(bg, box, known=known)
         else:
-            inter = crown_bounds(bg, box, known=known)
+            inter = crown_bounds(bg, box, known=known, max_elements=crown_max_elements)
         out_ibp = _ibp_rows(A0, inter[bg.output_name])
         linear, node_A = None, None
         if method is Method.IBP:

@@ -211,6 +211,7 @@ def crown_bounds(
     *,
     known: Mapping[str, Bounds] | None = None,
     use_crown: bool = True,
+    max_elements: int = 4096,
 ) -> dict[str, Bounds]:
     """Intervals of all perturbed nodes: IBP, refined by CROWN where relaxations need them.
 
@@ -219,6 +220,9 @@ def crown_bounds(
         box: input box, ``[B, *input_shape]``.
         known: externally fixed bounds (branch-and-bound splits); intersected in.
         use_crown: False gives plain IBP.
+        max_elements: nodes with more elements keep their IBP bounds (one CROWN
+            row per element would cost more than it tightens; e.g. the pairwise
+            differences inside a decomposed softmax).
     """
     known = known or {}
     bounds: dict[str, Bounds] = {bg.input_name: box}
@@ -228,7 +232,12 @@ def crown_bounds(
         if name in known:
             b = b.intersect(known[name])
         bounds[name] = b
-        if use_crown and name in need and not _is_first_affine(bg, name):
+        if (
+            use_crown
+            and name in need
+            and not _is_first_affine(bg, name)
+            and _numel(bg.shape(name)) <= max_elements
+        ):
             bounds[name] = b.intersect(node_bounds(bg, name, bounds))
     return bounds
 

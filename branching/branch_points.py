@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 import lut
@@ -79,6 +81,37 @@ def relaxation_for_table(name: str) -> Callable[..., tuple[Tensor, ...]]:
     return unary
 
 
+def table_name(op: str, attrs: Mapping[str, Any] | None = None) -> str | None:
+    """The lut table for node ``op`` with ``attrs`` (``"Pow"`` with exponent 2 is
+    ``"Pow2"``), or None when no table exists for it."""
+    if op == "Pow":
+        exponent = float((attrs or {}).get("exponent", math.nan))
+        return {2.0: "Pow2", 3.0: "Pow3"}.get(exponent)
+    if op == lut.MUL or op in lut.UNARY_OPS:
+        return op
+    return None
+
+
+def split_points(op: str, attrs: Mapping[str, Any] | None, lower: Tensor, upper: Tensor) -> Tensor:
+    """Branching points of a unary node's input intervals.
+
+    Uses the op's table when one exists (:func:`lut.branching_points`), else
+    optimises the same objective directly (coarse scan + golden section) with the
+    engine's relaxation of ``op``. Points lie strictly inside ``(lower, upper)``
+    where ``lower < upper`` (see :mod:`lut.points` for the edge cases).
+    """
+    name = table_name(op, attrs)
+    if name is not None and name != lut.MUL:
+        return lut.branching_points(name, lower, upper)
+    relaxation = get_relaxation(op, attrs)
+
+    def relax(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        lines = relaxation.relax(l, u, None)
+        return lines.lw, lines.lb, lines.uw, lines.ub
+
+    return lut.direct_points(relax, lower, upper)
+
+
 def register_engine_relaxations(store: lut.TableStore | None = None) -> list[str]:
     """Register the engine's relaxations for every available table; returns their names."""
     names = available_tables()
@@ -132,8 +165,11 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build the lookup tables")
     build.add_argument("--out", type=Path, default=None, help="output folder (default lut/data)")
     build.add_argument("--ops", default=None, help="comma-separated table names (default all)")
-    build.add_argument("--check", action="store_true",
-                       help="rebuild in memory and compare with the files; write nothing")
+    build.add_argument(
+        "--check",
+        action="store_true",
+        help="rebuild in memory and compare with the files; write nothing",
+    )
     return parser
 
 
@@ -158,4 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 register_engine_relaxations()
 
 if __name__ == "__main__":
+    # One intra-op thread: faster on a busy machine at these chunk sizes; the tables
+    # are identical either way (elementwise kernels).
+    torch.set_num_threads(1)
     sys.exit(main())

@@ -25,6 +25,7 @@ from .objective import Relax1D, RelaxMul, optimise_fraction
 from .points import (
     branching_points,
     branching_points_mul,
+    direct_points,
     register_relaxation,
     register_relaxation_mul,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "build_table_1d",
     "build_table_mul",
     "check_reduction",
+    "direct_points",
     "load_table",
     "optimise_fraction",
     "register_relaxation",

@@ -31,7 +31,14 @@ import math
 import torch
 from torch import Tensor
 
-from .objective import optimise_fraction, split_objective_1d, split_objective_mul
+from .objective import (
+    Objective,
+    Relax1D,
+    RelaxMul,
+    optimise_fraction,
+    split_objective_1d,
+    split_objective_mul,
+)
 from .specs import MUL, UNARY_OPS
 from .store import DEFAULT_STORE, TableStore
 from .table import LookupTable
@@ -41,13 +48,15 @@ FALLBACK_COARSE = 16
 FALLBACK_GOLDEN = 20
 
 
-def register_relaxation(op: str, relax, *, store: TableStore | None = None) -> None:
+def register_relaxation(
+    op: str, relax: Relax1D | RelaxMul, *, store: TableStore | None = None
+) -> None:
     """Register op ``op``'s relaxation ``(l, u) -> (lw, lb, uw, ub)`` in ``store``
     (default: the process-wide store); ``op="Mul"`` takes a product relaxation."""
     (store or DEFAULT_STORE).register_relaxation(op, relax)
 
 
-def register_relaxation_mul(relax, *, store: TableStore | None = None) -> None:
+def register_relaxation_mul(relax: RelaxMul, *, store: TableStore | None = None) -> None:
     """Register the product relaxation ``(xl, xu, yl, yu) -> (lx, ly, lc, ux, uy, uc)``."""
     (store or DEFAULT_STORE).register_relaxation(MUL, relax)
 
@@ -76,6 +85,15 @@ def branching_points(
 
     Returns:
         points with the broadcast shape and ``lower``'s dtype.
+
+    Raises:
+        KeyError: unknown op.
+        MissingTableError, StaleTableError: the table is absent, unreadable, of another
+            schema, or built with a relaxation other than the registered one (unless
+            the store rebuilds: ``TableStore(auto_rebuild=True)``).
+        MissingRelaxationError: an interval lies outside the table and no relaxation
+            is registered. Errors of the relaxation itself (e.g. a domain error for
+            a Reciprocal interval containing 0) propagate.
     """
     if op not in UNARY_OPS:
         raise KeyError(f"no branching-point table for op {op!r}; known: {', '.join(UNARY_OPS)}")
@@ -92,11 +110,38 @@ def branching_points_mul(
     polish: bool = False,
     store: TableStore | None = None,
 ) -> Tensor:
-    """Split points of ``x``'s interval in the product ``x*y`` (``y`` kept whole)."""
+    """Split points of ``x``'s interval in the product ``x*y`` (``y`` kept whole).
+
+    Same guarantees, options and errors as :func:`branching_points` (table ``"Mul"``);
+    the guarantees concern ``x``'s interval. With the engine's default McCormick
+    relaxation the optimum is exactly the midpoint (the gap volume is proportional
+    to the squared widths), which the table reproduces.
+    """
     return _points(MUL, [x_lower, x_upper, y_lower, y_upper], mode, polish, store or DEFAULT_STORE)
 
 
-def _objective(store: TableStore, name: str, ends: list[Tensor]):
+def direct_points(relax: Relax1D, lower: Tensor, upper: Tensor) -> Tensor:
+    """Split points found by direct optimisation with ``relax`` (no table), with the
+    same guarantees as :func:`branching_points`; for ops without a table."""
+    ends = list(torch.broadcast_tensors(lower, upper))
+    out_dtype = ends[0].dtype if ends[0].is_floating_point() else torch.get_default_dtype()
+    l, u = (e.to(_work_dtype(e)) for e in ends)
+    regular = torch.isfinite(l) & torch.isfinite(u) & (l < u)
+    t = torch.full_like(l, 0.5)
+    if bool(regular.any()):
+        objective = split_objective_1d(relax, l[regular], u[regular])
+        t[regular], _ = optimise_fraction(objective, l[regular], FALLBACK_COARSE, FALLBACK_GOLDEN)
+    return _compose(t, l, u, ends, out_dtype)
+
+
+def _compose(t: Tensor, l: Tensor, u: Tensor, ends: list[Tensor], dtype: torch.dtype) -> Tensor:
+    t = t.clamp(T_EPS, 1.0 - T_EPS)
+    p = l + t * (u - l)
+    p = torch.where(torch.isfinite(p), p, l * (1.0 - t) + u * t)
+    return _finalise(p, ends[0].to(dtype), ends[1].to(dtype), dtype)
+
+
+def _objective(store: TableStore, name: str, ends: list[Tensor]) -> Objective:
     relax = store.relaxation(name)
     if name == MUL:
         return split_objective_mul(relax, *ends)
@@ -113,10 +158,7 @@ def _points(name: str, ends: list[Tensor], mode: str, polish: bool, store: Table
     if bool(regular.any()):
         sub = [w[regular] for w in work]
         t[regular] = _fractions(store.get(name), store, sub, mode, polish)
-    t = t.clamp(T_EPS, 1.0 - T_EPS)
-    p = l + t * (u - l)
-    p = torch.where(torch.isfinite(p), p, l * (1.0 - t) + u * t)
-    return _finalise(p, ends[0].to(out_dtype), ends[1].to(out_dtype), out_dtype)
+    return _compose(t, l, u, ends, out_dtype)
 
 
 def _reduce(table: LookupTable, ends: list[Tensor]) -> tuple[list[Tensor], Tensor, Tensor]:

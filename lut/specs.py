@@ -1,10 +1,24 @@
 """Default table specifications: which grid and optimiser each packaged table uses.
 
-Ranges are parameters (pass other :class:`TableSpec` objects to the builders).
-Reductions make some tables cover every interval (Reciprocal, Sqrt, Pow: all
-scales; Sin/Cos: all periods up to a maximum width); the others cover the
-pre-activation ranges listed below and beyond them the lookup optimises directly
+Ranges are parameters (pass other :class:`TableSpec` objects to the builders and
+to :class:`~lut.store.TableStore`). Outside a table the lookup optimises directly
 (golden section) with the registered relaxation.
+
+Coverage of the defaults, against the input ranges of the nonlinear ops on the
+shared benchmarks (values sampled in the VNN-LIB input boxes, widths from interval
+propagation; ``tests/benchmarks/bench_lut.py --ranges``): Sigmoid inputs reach
+[-82, 68] with interval widths up to ~110 (6x200 MLP, IBP), ml4acopf Sigmoid
+[-29, 31], Pow [-14, 14], Sin/Cos [-0.3, 0.3], products of two perturbed values
+[-0.3, 1.1]; ViT softmax inputs [-11, 7].
+
+* Sigmoid, Gelu: centre in [-100, 100], width up to 200; Tanh: half of that
+  (asinh axes: fine near 0, coarse where the functions are flat or linear).
+* Sin, Cos: any centre (periodic reduction), width up to 2*pi.
+* Exp: any centre (shift reduction), width up to 40.
+* Reciprocal, Sqrt, Pow2, Pow3: every interval at every scale (scale reduction;
+  Reciprocal/Sqrt while ``l/u >= 1e-6``); Reciprocal also for negative intervals.
+* Mul: both intervals within [-5, 5] (the engine's McCormick optimum is the
+  midpoint anyway, see :func:`lut.branching_points_mul`).
 """
 
 from __future__ import annotations
@@ -90,7 +104,7 @@ DEFAULT_SPECS: dict[str, TableSpec] = {
     for s in (
         TableSpec("Sigmoid", _centred(100.0, 192, 2.0, 200.0, 97, 0.5), coarse=24, golden=16),
         TableSpec("Tanh", _centred(50.0, 192, 1.0, 100.0, 97, 0.25), coarse=24, golden=16),
-        TableSpec("Gelu", _centred(100.0, 192, 2.0, 200.0, 97, 0.5), coarse=24, golden=16),
+        TableSpec("Gelu", _centred(100.0, 384, 1.0, 200.0, 129, 0.5), coarse=24, golden=16),
         TableSpec("Sin", _periodic(256, 2 * math.pi, 97), coarse=24, golden=16),
         TableSpec("Cos", _periodic(256, 2 * math.pi, 97), coarse=24, golden=16),
         TableSpec("Exp", _width(40.0, 401), coarse=24, golden=16),

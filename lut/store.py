@@ -121,6 +121,14 @@ class TableStore:
         self._relax: dict[str, Relax1D | RelaxMul] = {}
         self._lock = threading.RLock()
 
+    def configure(self, *, auto_rebuild: bool | None = None, cache_dir: Path | None = None) -> None:
+        """Change the rebuild policy (e.g. from the verifier's configuration)."""
+        with self._lock:
+            if auto_rebuild is not None:
+                self.auto_rebuild = auto_rebuild
+            if cache_dir is not None:
+                self.cache_dir = Path(cache_dir)
+
     # -- relaxations -------------------------------------------------------------------
     def register_relaxation(self, name: str, relax: Relax1D | RelaxMul) -> None:
         """Register the relaxation of table ``name`` (``"Mul"``: a :data:`RelaxMul`).

@@ -85,7 +85,9 @@ def make_objective(name: str, relax, ends: list[torch.Tensor]):
     return split_objective_1d(relax, ends[0], ends[1])
 
 
-def reference_areas(objective, like: torch.Tensor, scan: int = 256) -> torch.Tensor:
+def reference_areas(
+    objective, like: torch.Tensor, scan: int = 256, maxiter: int = 200
+) -> torch.Tensor:
     """Fine direct optimum: dense scan, then scipy L-BFGS-B on the bracket of the best.
 
     The objective is separable over intervals, so one bounded L-BFGS-B run over all
@@ -108,14 +110,21 @@ def reference_areas(objective, like: torch.Tensor, scan: int = 256) -> torch.Ten
         g = (objective(tt + h).numpy() - objective(tt - h).numpy()) / (2 * h * scale)
         return float(np.nansum(f)), np.nan_to_num(g)
 
-    res = minimize(fun, t0, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi, strict=True)),
-                   options={"maxiter": 200, "ftol": 1e-15, "gtol": 1e-12})
+    res = minimize(
+        fun,
+        t0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=list(zip(lo, hi, strict=True)),
+        options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-12},
+    )
     refined = torch.nan_to_num(objective(torch.from_numpy(res.x)), nan=math.inf)
     return torch.minimum(best, refined)
 
 
-def _table_areas(name: str, store: lut.TableStore, ends: list[torch.Tensor], objective,
-                 **kw) -> torch.Tensor:
+def _table_areas(
+    name: str, store: lut.TableStore, ends: list[torch.Tensor], objective, **kw
+) -> torch.Tensor:
     if name == lut.MUL:
         p = lut.branching_points_mul(*ends, store=store, **kw)
     else:
@@ -145,22 +154,34 @@ def accuracy(name: str, store: lut.TableStore, n: int, seed: int = 0) -> dict[st
 def throughput(name: str, store: lut.TableStore, n: int = 100_000, **kw) -> float:
     """Points per second for ``n`` float32 in-distribution intervals (one call)."""
     ends = [e.float() for e in sample_intervals(name, n, seed=1)]
-    fn = (lambda: lut.branching_points_mul(*ends, store=store, **kw)) if name == lut.MUL else (
-        lambda: lut.branching_points(name, ends[0], ends[1], store=store, **kw))
+    fn = (
+        (lambda: lut.branching_points_mul(*ends, store=store, **kw))
+        if name == lut.MUL
+        else (lambda: lut.branching_points(name, ends[0], ends[1], store=store, **kw))
+    )
     fn()
     start = time.perf_counter()
     fn()
     return n / (time.perf_counter() - start)
 
 
-def _print_row(name: str, acc: dict[str, float], size: int, build: float | None, rate: float,
-               rate_polish: float) -> None:
+def _print_row(
+    name: str,
+    acc: dict[str, float],
+    size: int,
+    build: float | None,
+    rate: float,
+    rate_polish: float,
+) -> None:
     b = f"{build:7.1f}" if build is not None else "      -"
-    print(f"{name:<10} {100 * acc['reduction']:6.2f}% {100 * acc['ref_reduction']:6.2f}% "
-          f"{100 * acc['within1']:6.1f}% {100 * acc['le_mid']:6.1f}% {100 * acc['le_mid_tol']:6.1f}% "
-          f"{100 * acc['polish_within1']:6.1f}% {100 * acc['polish_le_mid']:6.1f}% "
-          f"{100 * acc['inner_within1']:6.1f}% {100 * acc['inner_le_mid']:6.1f}% "
-          f"{size:8d} {b} {rate:10.3g} {rate_polish:10.3g}", flush=True)
+    print(
+        f"{name:<10} {100 * acc['reduction']:6.2f}% {100 * acc['ref_reduction']:6.2f}% "
+        f"{100 * acc['within1']:6.1f}% {100 * acc['le_mid']:6.1f}% {100 * acc['le_mid_tol']:6.1f}% "
+        f"{100 * acc['polish_within1']:6.1f}% {100 * acc['polish_le_mid']:6.1f}% "
+        f"{100 * acc['inner_within1']:6.1f}% {100 * acc['inner_le_mid']:6.1f}% "
+        f"{size:8d} {b} {rate:10.3g} {rate_polish:10.3g}",
+        flush=True,
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -178,11 +199,15 @@ def run(args: argparse.Namespace) -> None:
     bp.register_engine_relaxations(store)
     start = time.perf_counter()
     store.load_all(names)
-    print(f"tables from {directory}; loading {len(names)} tables: "
-          f"{time.perf_counter() - start:.3f} s; {args.n} intervals per op")
-    print(f"{'op':<10} {'reduc':>7} {'ref':>7} {'<=1%':>7} {'<=mid':>7} {'~mid':>7} "
-          f"{'P<=1%':>7} {'P<=mid':>7} {'I<=1%':>7} {'I<=mid':>7} {'bytes':>8} {'build':>7} "
-          f"{'pts/s':>10} {'P pts/s':>10}")
+    print(
+        f"tables from {directory}; loading {len(names)} tables: "
+        f"{time.perf_counter() - start:.3f} s; {args.n} intervals per op"
+    )
+    print(
+        f"{'op':<10} {'reduc':>7} {'ref':>7} {'<=1%':>7} {'<=mid':>7} {'~mid':>7} "
+        f"{'P<=1%':>7} {'P<=mid':>7} {'I<=1%':>7} {'I<=mid':>7} {'bytes':>8} {'build':>7} "
+        f"{'pts/s':>10} {'P pts/s':>10}"
+    )
     total = 0
     for name in names:
         size = lut.store.table_path(directory, name).stat().st_size
@@ -192,9 +217,11 @@ def run(args: argparse.Namespace) -> None:
         rate_p = throughput(name, store, args.throughput_n // 10, polish=True)
         _print_row(name, acc, size, builds.get(name), rate, rate_p)
     print(f"total table bytes: {total}")
-    print("columns: reduc = mean area reduction vs midpoint (table point); ref = same for the "
-          "scipy optimum; <=1% = within 1% of scipy; <=mid = area <= midpoint's; ~mid = with "
-          "1e-6 relative tolerance; P = polish=True; I = inner-grid rule (reference)")
+    print(
+        "columns: reduc = mean area reduction vs midpoint (table point); ref = same for the "
+        "scipy optimum; <=1% = within 1% of scipy; <=mid = area <= midpoint's; ~mid = with "
+        "1e-6 relative tolerance; P = polish=True; I = inner-grid rule (reference)"
+    )
 
 
 def _vnnlib_box(path: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,8 +251,14 @@ def ranges(shared: Path, samples: int = 128) -> None:
             model = onnx.load(csv.parent / onnx_rel)
             consts = {i.name for i in model.graph.initializer}
             consts |= {o for nd in model.graph.node if nd.op_type == "Constant" for o in nd.output}
-            watch = [(nd.op_type, x) for nd in model.graph.node if nd.op_type in ops
-                     for x in nd.input if x and x not in consts]
+            watch = [
+                (nd.op_type, x)
+                for nd in model.graph.node
+                if nd.op_type in ops
+                and not (nd.op_type == "Mul" and any(x in consts for x in nd.input))
+                for x in nd.input
+                if x and x not in consts
+            ]
             if not watch:
                 continue
             outs = {o.name for o in model.graph.output}
@@ -245,9 +278,14 @@ def ranges(shared: Path, samples: int = 128) -> None:
                 vals = dict(zip(names, sess.run(None, {inp.name: x}), strict=True))
                 for op, name in watch:
                     e = ext.setdefault(op, [math.inf, -math.inf])
-                    e[0], e[1] = min(e[0], float(vals[name].min())), max(e[1], float(vals[name].max()))
+                    e[0], e[1] = (
+                        min(e[0], float(vals[name].min())),
+                        max(e[1], float(vals[name].max())),
+                    )
             for op, (a, b) in sorted(ext.items()):
-                print(f"{csv.parent.name:<18} {Path(onnx_rel).name:<32} {op:<8} [{a:9.3g}, {b:9.3g}]")
+                print(
+                    f"{csv.parent.name:<18} {Path(onnx_rel).name:<32} {op:<8} [{a:9.3g}, {b:9.3g}]"
+                )
 
 
 def main() -> None:

@@ -41,14 +41,24 @@ def _samples(graph, lower, upper, C, n):
     return xs, ys @ C[0].T
 
 
-def _check_network(onnx_path: Path, spec_path: Path, n: int, methods, dtype=torch.float64):
+def _check_network(
+    onnx_path: Path, spec_path: Path, n: int, methods, dtype=torch.float64, max_elements=4096
+):
     graph = load_onnx(onnx_path)
     bg = BoundGraph(graph)
     lower, upper, C, _ = _box_and_rows(bg, spec_path, dtype)
     _, vals = _samples(graph, lower, upper, C, n)
     results = {}
     for m in methods:
-        r = compute_bounds(bg, lower, upper, C, method=m, alpha=AlphaConfig(iterations=10))
+        r = compute_bounds(
+            bg,
+            lower,
+            upper,
+            C,
+            method=m,
+            alpha=AlphaConfig(iterations=10),
+            crown_max_elements=max_elements,
+        )
         assert torch.all(vals >= r.lower - TOL), f"{m}: lower bound above a sampled value"
         assert torch.all(vals <= r.upper + TOL), f"{m}: upper bound below a sampled value"
         results[m] = r
@@ -57,8 +67,9 @@ def _check_network(onnx_path: Path, spec_path: Path, n: int, methods, dtype=torc
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_zoo_network_bounds_are_sound_and_ordered(name: str) -> None:
-    res = _check_network(zoo_model_path(name), zoo_spec_path(name), 2000,
-                         ("ibp", "crown", "alpha-crown"))
+    res = _check_network(
+        zoo_model_path(name), zoo_spec_path(name), 2000, ("ibp", "crown", "alpha-crown")
+    )
     ibp, crown, alpha = res["ibp"], res["crown"], res["alpha-crown"]
     # CROWN intersects with IBP and alpha-CROWN starts from CROWN: never looser.
     assert torch.all(crown.lower >= ibp.lower - 1e-9)
@@ -72,9 +83,10 @@ def _shared_rows():
     out = []
     for bench in sorted(p for p in root.iterdir() if p.is_dir()):
         rows = list(csv.reader(open(bench / "instances.csv")))
-        seen = set()
+        seen: set[str] = set()
         for r in rows:
-            if r and r[0] not in seen:
+            # every distinct model, but only two of the 45 ACAS Xu networks
+            if r and r[0] not in seen and not (bench.name.startswith("acasxu") and len(seen) >= 2):
                 seen.add(r[0])
                 out.append((bench.name, r[0], r[1]))
     return out
@@ -83,12 +95,16 @@ def _shared_rows():
 SHARED = _shared_rows()
 
 
-@pytest.mark.parametrize(("bench", "onnx_rel", "spec_rel"), SHARED,
-                         ids=[f"{b}-{Path(o).stem}" for b, o, _ in SHARED])
+@pytest.mark.parametrize(
+    ("bench", "onnx_rel", "spec_rel"), SHARED, ids=[f"{b}-{Path(o).stem}" for b, o, _ in SHARED]
+)
 def test_shared_model_crown_is_sound(benchmarks_dir, bench, onnx_rel, spec_rel) -> None:
     base = benchmarks_dir / bench
-    methods = ("crown",) if bench in ("vit_2023", "ml4acopf_2023") else ("crown", "alpha-crown")
-    _check_network(base / onnx_rel, base / spec_rel, 200, methods, dtype=torch.float32)
+    big = bench in ("vit_2023", "ml4acopf_2023")
+    methods = ("crown",) if big else ("crown", "alpha-crown")
+    # vit: CROWN for the small intermediate nodes only (keeps the test quick; IBP elsewhere)
+    limit = 300 if bench == "vit_2023" else 4096
+    _check_network(base / onnx_rel, base / spec_rel, 200, methods, torch.float32, limit)
 
 
 def test_linear_fast_path_matches_derived_backward() -> None:

@@ -117,22 +117,49 @@ TOY = {
 }
 
 SMALL_SPECS = {
-    "Exp": lut.TableSpec("Exp", Grid((Axis(0.0, 0.0, 1), Axis(0.0, 12.0, 49)),
-                                     (Reduction("shift"),)), coarse=16, golden=16),
-    "Pow2": lut.TableSpec("Pow2", Grid((Axis(-1.0, 1.0, 41), Axis(1.0, 1.0, 1)),
-                                       (Reduction("scale_sym"),)), coarse=16, golden=16),
-    "Pow3": lut.TableSpec("Pow3", Grid((Axis(-1.0, 1.0, 41), Axis(1.0, 1.0, 1)),
-                                       (Reduction("scale_sym"),)), coarse=16, golden=16),
-    "Reciprocal": lut.TableSpec("Reciprocal", Grid((Axis(1e-4, 1.0, 33, "log"),
-                                                    Axis(1.0, 1.0, 1)), (Reduction("scale"),)),
-                                coarse=16, golden=16),
-    "Sin": lut.TableSpec("Sin", Grid((Axis(-math.pi, math.pi, 17), Axis(0.0, 2 * math.pi, 17)),
-                                     (Reduction("periodic", period=2 * math.pi,
-                                                origin=-math.pi),), ("centre_width",)),
-                         coarse=16, golden=16),
-    "Sigmoid": lut.TableSpec("Sigmoid", Grid((Axis(-20.0, 20.0, 25, "asinh", 2.0),
-                                              Axis(0.0, 40.0, 17, "asinh", 0.5)),
-                                             keys=("centre_width",)), coarse=16, golden=16),
+    "Exp": lut.TableSpec(
+        "Exp",
+        Grid((Axis(0.0, 0.0, 1), Axis(0.0, 12.0, 49)), (Reduction("shift"),)),
+        coarse=16,
+        golden=16,
+    ),
+    "Pow2": lut.TableSpec(
+        "Pow2",
+        Grid((Axis(-1.0, 1.0, 41), Axis(1.0, 1.0, 1)), (Reduction("scale_sym"),)),
+        coarse=16,
+        golden=16,
+    ),
+    "Pow3": lut.TableSpec(
+        "Pow3",
+        Grid((Axis(-1.0, 1.0, 41), Axis(1.0, 1.0, 1)), (Reduction("scale_sym"),)),
+        coarse=16,
+        golden=16,
+    ),
+    "Reciprocal": lut.TableSpec(
+        "Reciprocal",
+        Grid((Axis(1e-4, 1.0, 33, "log"), Axis(1.0, 1.0, 1)), (Reduction("scale"),)),
+        coarse=16,
+        golden=16,
+    ),
+    "Sin": lut.TableSpec(
+        "Sin",
+        Grid(
+            (Axis(-math.pi, math.pi, 17), Axis(0.0, 2 * math.pi, 17)),
+            (Reduction("periodic", period=2 * math.pi, origin=-math.pi),),
+            ("centre_width",),
+        ),
+        coarse=16,
+        golden=16,
+    ),
+    "Sigmoid": lut.TableSpec(
+        "Sigmoid",
+        Grid(
+            (Axis(-20.0, 20.0, 25, "asinh", 2.0), Axis(0.0, 40.0, 17, "asinh", 0.5)),
+            keys=("centre_width",),
+        ),
+        coarse=16,
+        golden=16,
+    ),
     "Mul": lut.TableSpec("Mul", Grid((Axis(-2.0, 2.0, 5),) * 4), coarse=8, golden=8),
 }
 

@@ -44,7 +44,7 @@ def store() -> lut.TableStore:
 def test_table_point_matches_scipy_and_beats_midpoint(store, bench, name):
     ends = bench.sample_intervals(name, N_INTERVALS, seed=7)
     objective = bench.make_objective(name, store.relaxation(name), ends)
-    ref = bench.reference_areas(objective, ends[0], scan=128)
+    ref = bench.reference_areas(objective, ends[0], scan=64, maxiter=40)
     mid = objective(torch.full_like(ends[0], 0.5))
     if name == lut.MUL:
         p = lut.branching_points_mul(*ends, store=store)
@@ -87,3 +87,25 @@ def test_default_store_lookup_and_fallback():
     for op in ("Exp", "Reciprocal", "Sqrt"):
         p = lut.branching_points(op, l[3:], u[3:])
         assert ((p > l[3:]) & (p < u[3:])).all()
+
+
+def test_cli_build_and_check(tmp_path, capsys):
+    assert bp.main(["build", "--out", str(tmp_path), "--ops", "Pow2,Sqrt"]) == 0
+    assert "Pow2" in capsys.readouterr().out
+    assert (tmp_path / "Pow2.lut").read_bytes() == (lut.PACKAGED_DIR / "Pow2.lut").read_bytes()
+    assert bp.main(["build", "--check", "--out", str(tmp_path), "--ops", "Pow2,Sqrt"]) == 0
+    (tmp_path / "Sqrt.lut").unlink()
+    assert bp.main(["build", "--check", "--out", str(tmp_path), "--ops", "Pow2,Sqrt"]) == 1
+    assert "Sqrt" in capsys.readouterr().out
+
+
+def test_split_points_for_ops_with_and_without_tables():
+    l = torch.tensor([-2.0, 0.5, 3.0], dtype=torch.float64)
+    u = torch.tensor([1.0, 4.0, 3.0], dtype=torch.float64)
+    assert bp.table_name("Pow", {"exponent": 2}) == "Pow2"
+    assert bp.table_name("Pow", {"exponent": 0.5}) is None
+    assert bp.table_name("Log", {}) is None
+    p = bp.split_points("Pow", {"exponent": 2.0}, l, u)
+    torch.testing.assert_close(p, lut.branching_points("Pow2", l, u))
+    q = bp.split_points("Log", {}, l[1:], u[1:])
+    assert l[1] < q[0] < u[1] and q[1] == 3.0

@@ -104,13 +104,18 @@ def test_builds_are_bit_for_bit_reproducible(toy, small_specs):
     b = build_table_1d(toy["Sin"], spec.grid, "Sin", spec.coarse, spec.golden)
     assert a.to_bytes() == b.to_bytes()
     mul = small_specs["Mul"]
-    assert (build_table_mul(toy["Mul"], mul.grid, coarse=4, golden=2).to_bytes()
-            == build_table_mul(toy["Mul"], mul.grid, coarse=4, golden=2).to_bytes())
+    assert (
+        build_table_mul(toy["Mul"], mul.grid, coarse=4, golden=2).to_bytes()
+        == build_table_mul(toy["Mul"], mul.grid, coarse=4, golden=2).to_bytes()
+    )
 
 
 def test_grid_serialisation_and_axes():
-    grid = Grid((Axis(-50.0, 50.0, 33, "asinh", 2.0), Axis(0.0, 100.0, 9, "asinh", 0.5)),
-                (Reduction("periodic", period=2 * math.pi, origin=-math.pi),), ("centre_width",))
+    grid = Grid(
+        (Axis(-50.0, 50.0, 33, "asinh", 2.0), Axis(0.0, 100.0, 9, "asinh", 0.5)),
+        (Reduction("periodic", period=2 * math.pi, origin=-math.pi),),
+        ("centre_width",),
+    )
     assert Grid.from_dict(grid.to_dict()) == grid
     for axis in grid.axes + (Axis(1e-6, 1.0, 13, "log"), Axis(-1.0, 1.0, 5)):
         nodes = axis.nodes()

@@ -70,8 +70,9 @@ def test_changed_relaxation_is_stale_then_rebuilt_on_request(toy_store, toy, tmp
     with pytest.raises(lut.StaleTableError, match="'Exp'.*different relaxation"):
         toy_store.get("Exp")
     cache = tmp_path / "cache"
-    store = lut.TableStore(toy_store.directory, specs=toy_store.specs, auto_rebuild=True,
-                           cache_dir=cache)
+    store = lut.TableStore(
+        toy_store.directory, specs=toy_store.specs, auto_rebuild=True, cache_dir=cache
+    )
     store.register_relaxation("Exp", toy["Exp"])
     store.register_relaxation("Sigmoid", toy["Sigmoid"])
     (toy_store.directory / "Sigmoid.lut").unlink()
@@ -153,8 +154,9 @@ def test_periodic_reduction_gives_same_fraction(toy_store):
     u = l + torch.tensor([0.5, 2.0, 4.0], dtype=torch.float64)
     base = lut.branching_points("Sin", l, u, store=toy_store, polish=False)
     for k in (-7, 3, 100):
-        shifted = lut.branching_points("Sin", l + 2 * math.pi * k, u + 2 * math.pi * k,
-                                       store=toy_store, polish=False)
+        shifted = lut.branching_points(
+            "Sin", l + 2 * math.pi * k, u + 2 * math.pi * k, store=toy_store, polish=False
+        )
         torch.testing.assert_close(shifted - 2 * math.pi * k, base, atol=1e-6, rtol=0)
 
 
@@ -171,3 +173,22 @@ def test_property_points_inside(toy_store_session, pairs, op):
     lt = torch.tensor([min(a, b) for a, b in pairs])
     ut = torch.tensor([max(a, b) for a, b in pairs])
     _check_inside(lut.branching_points(op, lt, ut, store=toy_store_session), lt, ut)
+
+
+def test_configure_enables_rebuild_of_a_missing_table(toy_store):
+    (toy_store.directory / "Pow3.lut").unlink()
+    toy_store.clear()
+    with pytest.raises(lut.MissingTableError):
+        toy_store.get("Pow3")
+    toy_store.configure(auto_rebuild=True)
+    assert toy_store.get("Pow3").name == "Pow3"
+
+
+def test_polish_is_never_worse_than_the_midpoint(toy_store, toy):
+    gen = torch.Generator().manual_seed(3)
+    l = torch.rand(300, generator=gen, dtype=torch.float64) * 16 - 8
+    u = l + torch.rand(300, generator=gen, dtype=torch.float64) * 6
+    objective = lut.objective.split_objective_1d(toy["Sigmoid"], l, u)
+    p = lut.branching_points("Sigmoid", l, u, store=toy_store, polish=True)
+    area = objective((p - l) / (u - l))
+    assert (area <= objective(torch.full_like(l, 0.5)) * (1 + 1e-12)).all()

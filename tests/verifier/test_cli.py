@@ -85,8 +85,14 @@ def test_sat_prints_word_and_counterexample(files, capsys) -> None:
     assert lines[0] == "sat" and lines[2].startswith("(X_0") and "(Y_1" in out
 
 
-def test_unknown_for_safe_box(files, capsys) -> None:
+def test_safe_box_is_proved_by_bounds(files, capsys) -> None:
     code, out, _ = run(capsys, files["model"], files["safe"], "--set", "attack.steps=3")
+    assert (code, out) == (0, "unsat\n")
+
+
+def test_unknown_for_safe_box_without_bounds(files, capsys) -> None:
+    args = ("--set", "attack.steps=3", "--set", "bounds.enabled=false")
+    code, out, _ = run(capsys, files["model"], files["safe"], *args)
     assert (code, out) == (0, "unknown\n")
 
 
@@ -97,7 +103,7 @@ def test_results_file(files, capsys, tmp_path: Path) -> None:
     text = res.read_text()
     assert text.startswith("sat\n(\n(X_0") and text.rstrip().endswith(")")
     run(capsys, files["model"], files["safe"], "--results-file", res, "--set", "attack.steps=3")
-    assert res.read_text() == "unknown\n"
+    assert res.read_text() == "unsat\n"
 
 
 def test_json_output_shape(files, capsys) -> None:
@@ -180,7 +186,7 @@ def test_subcommand_registry_shape() -> None:
 
 def test_verbose_logs_progress_to_stderr(files, capsys) -> None:
     code, out, err = run(capsys, files["model"], files["safe"], "-v", "--set", "attack.steps=2")
-    assert code == 0 and out == "unknown\n"
+    assert code == 0 and out == "unsat\n"
 
 
 def test_subprocess_bad_input_has_no_traceback(tmp_path: Path) -> None:
@@ -262,3 +268,19 @@ def test_cli_mnist_sat_instance(benchmarks_dir: Path, capsys, tmp_path: Path) ->
     )
     assert code == 0 and out.startswith("sat\n")
     assert res.read_text().count("(X_") == 784
+
+
+def test_method_and_no_bab_flags(files, capsys) -> None:
+    for method in ("ibp", "crown", "alpha-crown"):
+        code, out, _ = run(capsys, files["model"], files["safe"], "--method", method, "--no-bab")
+        assert (code, out) == (0, "unsat\n")
+    code, _, err = run(capsys, files["model"], files["safe"], "--method", "nope")
+    assert code == 2 and err.startswith("error: ")
+
+
+def test_bounds_subcommand_prints_rows(files, capsys) -> None:
+    code, out, _ = run(capsys, "bounds", files["model"], files["safe"])
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:3] == ["box", "case", "row"] and len(lines) >= 2
+    assert lines[1].split()[-1] == "yes"

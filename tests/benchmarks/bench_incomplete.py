@@ -1,0 +1,86 @@
+"""Incomplete verification on the shared VNN-COMP benchmarks: CROWN vs alpha-CROWN.
+
+    python tests/benchmarks/bench_incomplete.py [--per-benchmark N] [--bench NAME ...]
+        [--dtype float64] [--alpha-iterations 30]
+
+For every selected instance the spec's cases are bounded with CROWN and with
+alpha-CROWN (no falsifier, no branching). An instance counts as proved by a
+method when every case is refuted. Wrong answers (proved while expected.csv
+says sat) are counted separately and must be zero. Prints a table per
+benchmark: instances, expected unsat, proved by CROWN / alpha-CROWN, wrong,
+mean seconds per instance for each method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+from bounds import BoundGraph
+from models import load_onnx
+from verifier.attack import group_cases
+from verifier.config import BoundsConfig
+from verifier.incomplete import bound_group, refuted_cases, stack_rows
+from vnnlib import load_vnnlib
+
+BENCH = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+
+
+def prove(bg: BoundGraph, groups, method: str, cfg: BoundsConfig) -> bool:
+    for g in groups:
+        rows = stack_rows(g.constraints)
+        lb = bound_group(bg, g.lower, g.upper, rows, method, cfg, "cpu", None)
+        if not refuted_cases(lb, rows, len(g.constraints)).all():
+            return False
+    return True
+
+
+def run_benchmark(name: str, limit: int, cfg: BoundsConfig) -> dict:
+    base = BENCH / name
+    rows = list(csv.DictReader(open(base / "expected.csv")))[:limit]
+    graphs: dict[str, BoundGraph] = {}
+    out = {"n": 0, "unsat": 0, "crown": 0, "alpha": 0, "wrong": 0, "t_crown": 0.0, "t_alpha": 0.0}
+    for r in rows:
+        if r["onnx"] not in graphs:
+            graphs[r["onnx"]] = BoundGraph(load_onnx(base / r["onnx"]))
+        bg = graphs[r["onnx"]]
+        groups = group_cases(load_vnnlib(base / r["vnnlib"]).cases)
+        out["n"] += 1
+        out["unsat"] += r["expected"] == "unsat"
+        for method, key in (("crown", "crown"), ("alpha-crown", "alpha")):
+            t0 = time.perf_counter()
+            ok = prove(bg, groups, method, cfg)
+            out["t_" + key] += time.perf_counter() - t0
+            out[key] += ok
+            out["wrong"] += ok and r["expected"] == "sat"
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-benchmark", type=int, default=10)
+    ap.add_argument("--bench", nargs="*", default=None)
+    ap.add_argument("--dtype", default="float64")
+    ap.add_argument("--alpha-iterations", type=int, default=30)
+    args = ap.parse_args()
+    cfg = BoundsConfig(dtype=args.dtype, alpha_iterations=args.alpha_iterations)
+    names = args.bench or sorted(p.name for p in BENCH.iterdir() if p.is_dir())
+    print(
+        f"{'benchmark':16} {'inst':>4} {'unsat':>5} {'CROWN':>5} {'alpha':>5} {'wrong':>5} "
+        f"{'s/inst CROWN':>12} {'s/inst alpha':>12}",
+        flush=True,
+    )
+    for name in names:
+        r = run_benchmark(name, args.per_benchmark, cfg)
+        n = max(1, r["n"])
+        print(
+            f"{name:16} {r['n']:>4} {r['unsat']:>5} {r['crown']:>5} {r['alpha']:>5} "
+            f"{r['wrong']:>5} {r['t_crown'] / n:>12.2f} {r['t_alpha'] / n:>12.2f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
