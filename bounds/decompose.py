@@ -2,9 +2,10 @@
 
 Every rewrite is exact (same values, tested against ``models.evaluate``):
 
-* ``Softmax(x)_i = 1 / sum_j exp(x_j - x_i)``: the differences are linear, the
-  diagonal term is ``exp(0) = 1`` so the sum is ``>= 1`` and the reciprocal is
-  always defined; bounds stay inside ``(0, 1]``.
+* ``Softmax(x)_i = 1 / (1 + sum_{j != i} exp(x_j - x_i))``: the differences are
+  linear and the diagonal term ``exp(0) = 1`` is a constant, so the sum is
+  ``>= 1`` under any sound bounds and the reciprocal is always defined; bounds
+  stay inside ``(0, 1]``.
 * ``LayerNormalization``: mean, centre, square, mean, ``+eps``, sqrt,
   reciprocal, product of the two perturbed tensors, scale and shift.
 * ``MatMul(a, b)`` with both operands perturbed:
@@ -82,12 +83,25 @@ def _softmax(b: _Builder, node: Node, shapes: dict[str, tuple[int, ...]]) -> Non
     if axis != last:
         x = b.add(node.name, "Transpose", (x,), t_shape, perm=tuple(perm))
     n = t_shape[-1]
-    row = b.add(node.name, "Reshape", (x,), t_shape[:-1] + (1, n), shape=t_shape[:-1] + (1, n))
-    col = b.add(node.name, "Reshape", (x,), t_shape[:-1] + (n, 1), shape=t_shape[:-1] + (n, 1))
-    neg = b.add(node.name, "Neg", (col,), t_shape[:-1] + (n, 1))
-    diff = b.add(node.name, "Add", (row, neg), t_shape[:-1] + (n, n))
-    ex = b.add(node.name, "Exp", (diff,), t_shape[:-1] + (n, n))
-    total = b.add(node.name, "ReduceSum", (ex,), t_shape, axes=(len(t_shape),), keepdims=0)
+    lead = t_shape[:-1]
+    if n == 1:  # softmax over one element is the constant 1
+        zero = b.const(node.name + "::zero", np.zeros((), dtype=np.float64))
+        one = b.const(node.name + "::one", np.ones((), dtype=np.float64))
+        z = b.add(node.name, "Mul", (node.inputs[0], zero), shape)
+        b.add(node.name, "Add", (z, one), shape, final=node.name)
+        return
+    # x_j for j != i as [..., n, n-1]: the diagonal exp(0) = 1 is added as a constant,
+    # so the denominator is >= 1 even under loose (IBP) bounds.
+    others = np.array([[j for j in range(n) if j != i] for i in range(n)], dtype=np.int64)
+    idx = b.const(node.name + "::others", others)
+    xj = b.add(node.name, "Gather", (x, idx), lead + (n, n - 1), axis=len(t_shape) - 1)
+    col = b.add(node.name, "Reshape", (x,), lead + (n, 1), shape=lead + (n, 1))
+    neg = b.add(node.name, "Neg", (col,), lead + (n, 1))
+    diff = b.add(node.name, "Add", (xj, neg), lead + (n, n - 1))
+    ex = b.add(node.name, "Exp", (diff,), lead + (n, n - 1))
+    part = b.add(node.name, "ReduceSum", (ex,), t_shape, axes=(len(t_shape),), keepdims=0)
+    one = b.const(node.name + "::one", np.ones((), dtype=np.float64))
+    total = b.add(node.name, "Add", (part, one), t_shape)
     if axis == last:
         b.add(node.name, "Reciprocal", (total,), shape, final=node.name)
     else:

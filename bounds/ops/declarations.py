@@ -198,7 +198,11 @@ _COMPOSITE = (
     OpDef(
         "Softmax",
         "composite",
-        examples=(OpExample(((1, 2, 4),), {"axis": 2}), OpExample(((1, 3, 2),), {"axis": 1})),
+        examples=(
+            OpExample(((1, 2, 4),), {"axis": 2}),
+            OpExample(((1, 3, 2),), {"axis": 1}),
+            OpExample(((1, 3, 1),), {"axis": 2}),
+        ),
     ),
     OpDef(
         "LayerNormalization",
