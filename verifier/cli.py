@@ -293,6 +293,24 @@ def _configure_bounds(parser: argparse.ArgumentParser) -> None:
     bounds_cmd.configure(parser)
 
 
+def _configure_lut(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="'build [--out DIR] [--ops A,B] [--check]'"
+    )
+    _add_common(parser)
+
+
+def _run_lut(args: argparse.Namespace, deadline: Deadline) -> int:
+    from branching import branch_points
+
+    if not args.rest:
+        raise InputError("usage: verify lut build [--out DIR] [--ops NAMES] [--check]")
+    try:
+        return branch_points.main(args.rest)
+    except SystemExit as exc:  # argparse inside the lut command: usage already printed
+        return int(exc.code or 0) and 2
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "check": Subcommand(
         "compare our evaluation of a model with onnxruntime on random points",
@@ -302,6 +320,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "bounds": Subcommand(
         "print sound bounds of every spec row (per input box)", _configure_bounds, _run_bounds
     ),
+    "lut": Subcommand("build or check the branching-point lookup tables", _configure_lut, _run_lut),
 }
 
 

@@ -284,3 +284,10 @@ def test_bounds_subcommand_prints_rows(files, capsys) -> None:
     lines = out.strip().splitlines()
     assert lines[0].split()[:3] == ["box", "case", "row"] and len(lines) >= 2
     assert lines[1].split()[-1] == "yes"
+
+
+def test_lut_subcommand_checks_shipped_tables(capsys) -> None:
+    code, out, _ = run(capsys, "lut", "build", "--check", "--ops", "Pow2")
+    assert code == 0 and "bit for bit" in out
+    code, _, err = run(capsys, "lut")
+    assert code == 2 and err.startswith("error: ")
