@@ -60,6 +60,7 @@ def save_table(table: LookupTable, directory: Path) -> Path:
             fh.write(table.to_bytes())
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; tables are shared, read-only data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
