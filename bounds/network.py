@@ -57,6 +57,7 @@ class BoundGraph:
                 f"{graph.name}: bounds need exactly one input, got {len(graph.inputs)}"
             )
         self.registry = registry or REGISTRY
+        self.source = graph
         self.graph = decompose(graph)
         self.input_name = self.graph.inputs[0].name
         self.input_shape = self.graph.inputs[0].shape

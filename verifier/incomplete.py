@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from bounds import AlphaConfig, BoundGraph, compute_bounds
+from models import Graph, evaluate
 from verifier.config import BoundsConfig
 from verifier.deadline import Deadline
 from verifier.result import Result, Status
@@ -43,9 +44,38 @@ def stack_rows(constraints: tuple[tuple[np.ndarray, np.ndarray], ...]) -> GroupR
     return GroupRows(np.concatenate(Cs), np.concatenate(ds), owner)
 
 
-def refuted_cases(lower: np.ndarray, rows: GroupRows, n_cases: int) -> np.ndarray:
-    """Per case: True when some row's lower bound exceeds its threshold."""
-    hit = lower > rows.d
+def rounding_margin(
+    graph: Graph, lower: np.ndarray, upper: np.ndarray, rows: GroupRows, n: int = 64
+) -> np.ndarray:
+    """Per row, a margin for float32 evaluation error of the deployed model, ``[S]``.
+
+    Bounds are exact-arithmetic statements about the network, but counterexamples
+    are checked by running the ONNX model in float32, whose rounding can push an
+    output across a threshold that the exact function never crosses (e.g. power-flow
+    residuals, differences of large nearly equal terms). A row only counts as
+    refuted when its bound clears the threshold by more than 10x the largest
+    float32-vs-float64 gap seen on ``n`` points of the box (centre and corners
+    included) plus ``1e-9``.
+    """
+    shape = tuple(graph.inputs[0].shape)
+    gen = torch.Generator().manual_seed(0)
+    lo = torch.tensor(np.array(lower, dtype=np.float64))
+    hi = torch.tensor(np.array(upper, dtype=np.float64))
+    t = torch.rand((n, lo.numel()), generator=gen, dtype=torch.float64)
+    t[0], t[1], t[2] = 0.5, 0.0, 1.0
+    x64 = (lo + (hi - lo) * t).reshape((n,) + shape)
+    with torch.no_grad():
+        y64 = evaluate(graph, x64).reshape(n, -1)
+        y32 = evaluate(graph, x64.float()).reshape(n, -1).double()
+    gap = ((y32 - y64) @ torch.as_tensor(rows.C).T).abs().amax(0)
+    return 10.0 * gap.numpy() + 1e-9
+
+
+def refuted_cases(
+    lower: np.ndarray, rows: GroupRows, n_cases: int, margin: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Per case: True when some row's lower bound exceeds its threshold (plus ``margin``)."""
+    hit = lower > rows.d + margin
     out = np.zeros(n_cases, dtype=bool)
     np.logical_or.at(out, rows.case_of_row, hit)
     return out
@@ -88,6 +118,7 @@ def run_incomplete(
 ) -> Result | None:
     """Try to refute every case; ``unsat`` when all are refuted, else None."""
     open_groups = list(range(len(groups)))
+    margins: dict[int, np.ndarray] = {}
     for method in _methods(cfg):
         still_open = []
         for gi in open_groups:
@@ -96,7 +127,9 @@ def run_incomplete(
             g = groups[gi]
             rows = stack_rows(g.constraints)
             lb = bound_group(bg, g.lower, g.upper, rows, method, cfg, device, deadline.remaining())
-            done = refuted_cases(lb, rows, len(g.constraints))
+            if gi not in margins:
+                margins[gi] = rounding_margin(bg.source, g.lower, g.upper, rows)
+            done = refuted_cases(lb, rows, len(g.constraints), margins[gi])
             log.info(
                 "%s: box %d: %d/%d cases refuted (worst margin %.4g)",
                 method,

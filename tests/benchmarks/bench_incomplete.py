@@ -22,7 +22,7 @@ from bounds import BoundGraph
 from models import load_onnx
 from verifier.attack import group_cases
 from verifier.config import BoundsConfig
-from verifier.incomplete import bound_group, refuted_cases, stack_rows
+from verifier.incomplete import bound_group, refuted_cases, rounding_margin, stack_rows
 from vnnlib import load_vnnlib
 
 BENCH = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
@@ -32,7 +32,8 @@ def prove(bg: BoundGraph, groups, method: str, cfg: BoundsConfig) -> bool:
     for g in groups:
         rows = stack_rows(g.constraints)
         lb = bound_group(bg, g.lower, g.upper, rows, method, cfg, "cpu", None)
-        if not refuted_cases(lb, rows, len(g.constraints)).all():
+        margin = rounding_margin(bg.source, g.lower, g.upper, rows)
+        if not refuted_cases(lb, rows, len(g.constraints), margin).all():
             return False
     return True
 

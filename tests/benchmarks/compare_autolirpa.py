@@ -16,7 +16,9 @@ than auto_LiRPA by more than ``1e-6 * max(1, |bound|)`` on any row, or any bound
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 
 import numpy as np
 import onnxruntime as ort
@@ -48,8 +50,10 @@ def shim_and_import(path: str):
     helper._set_opset_version = set_opset
     # 3. torch._C.Node lost ``node[attr]``; dispatch on the attribute kind ("f", "i", "t", ...).
     torch._C.Node.__getitem__ = lambda node, k: getattr(node, node.kindOf(k))(k)
-    import auto_LiRPA
+    with warnings.catch_warnings(record=True):  # torch.jit deprecations at import time
+        import auto_LiRPA
 
+    logging.getLogger("auto_LiRPA.utils").setLevel(logging.CRITICAL)  # unsupported-op reports
     try:
         import bound_propagation
     except ImportError:
@@ -125,12 +129,13 @@ def diff_stats(ours, theirs):
 def main() -> int:  # noqa: C901
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lirpa-path", default="/tmp/lirpa-site")
+    ap.add_argument("--nets", nargs="+", default=NETS, choices=NETS)
     args = ap.parse_args()
     lirpa, bp = shim_and_import(args.lirpa_path)
-    head = f"{'network':12} {'box':9} {'rows':>4}  {'mean(ours-lirpa)':>16} {'min':>10}  t/e/l"
-    print(head + f"     {'mean(ours-bp)':>13} {'min':>10}  t/e/l")
+    cols = f"{'mean(ours-{})':>16} {'min':>10} {'t/e/l':>8}"
+    print(f"{'network':12} {'box':9} {'rows':>4}  {cols.format('lirpa')}  {cols.format('bp')}")
     failures, unsound = [], []
-    for name in NETS:
+    for name in args.nets:
         path = zoo_model_path(name)
         model = build(name).double()
         graph = load_onnx(path)
@@ -157,10 +162,10 @@ def main() -> int:  # noqa: C901
             line = f"{name:12} {label:9} {ours.numel():4}"
             for tag, ref in (("auto_LiRPA", theirs), ("bp", other)):
                 if ref is None:
-                    line += f"  {'unsupported':>16} {'':10}  {'':5}"
+                    line += f"  {'unsupported':>16} {'':10} {'':8}"
                     continue
                 d, tol, (t, e, lo_) = diff_stats(ours, ref)
-                line += f"  {d.mean():16.3e} {d.min():10.3e}  {t}/{e}/{lo_}"
+                line += f"  {d.mean():16.3e} {d.min():10.3e} {f'{t}/{e}/{lo_}':>8}"
                 if (ref > smin + 1e-9).any():
                     unsound.append(f"{tag} {name} {label}: {ref} > sampled {smin}")
                 if tag == "auto_LiRPA":
