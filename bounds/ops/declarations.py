@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.ops import ELEMENTWISE_NONLINEAR
+
 from .base import OpDef, OpExample
 
 _rng = np.random.default_rng(0)
@@ -156,24 +158,7 @@ _AFFINE = (
     ),
 )
 
-_UNARY_NAMES = (
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "Tanh",
-    "Sin",
-    "Cos",
-    "Erf",
-    "Gelu",
-    "Exp",
-    "Log",
-    "Reciprocal",
-    "Sqrt",
-    "Pow",
-    "Sign",
-    "Floor",
-    "Clip",
-)
+_UNARY_NAMES = tuple(sorted(ELEMENTWISE_NONLINEAR))
 _UNARY_ATTRS = {
     "LeakyRelu": ({"alpha": 0.1},),
     "Gelu": ({"approximate": "none"}, {"approximate": "tanh"}),
