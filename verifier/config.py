@@ -70,7 +70,7 @@ class AttackConfig:
     step_fraction: float = 0.1
     rounds: int = 4
     seed: int = 0
-    time_fraction: float = 1.0
+    time_fraction: float = 0.3
 
     def __post_init__(self) -> None:
         _require(self.random_points >= 0, "attack.random_points must be >= 0")

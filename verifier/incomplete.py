@@ -126,7 +126,9 @@ def run_incomplete(
                 return None
             g = groups[gi]
             rows = stack_rows(g.constraints)
-            lb = bound_group(bg, g.lower, g.upper, rows, method, cfg, device, deadline.remaining())
+            lb = bound_group(
+                bg, g.lower, g.upper, rows, method, cfg, device, 0.8 * deadline.remaining()
+            )
             if gi not in margins:
                 margins[gi] = rounding_margin(bg.source, g.lower, g.upper, rows)
             done = refuted_cases(lb, rows, len(g.constraints), margins[gi])
