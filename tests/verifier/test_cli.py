@@ -122,6 +122,7 @@ def test_json_output_shape(files, capsys) -> None:
 def test_timeout_flag_is_respected(files, capsys) -> None:
     start = time.monotonic()
     argv = (files["model"], files["safe"], "--timeout", 0.5, "--set", "attack.steps=10000000")
+    argv += ("--set", "attack.time_fraction=1.0")
     code, out, _ = run(capsys, *argv)
     assert time.monotonic() - start < 1.5
     assert (code, out) == (0, "timeout\n")

@@ -94,7 +94,7 @@ def test_safe_box_is_unknown_not_timeout(model: Path, tmp_path: Path) -> None:
 
 def test_timeout_when_attack_outlasts_budget(model: Path, tmp_path: Path) -> None:
     spec = write(tmp_path / "p.vnnlib", spec_text(hi=0.5))
-    cfg = VerifyConfig(timeout=0.5).with_overrides(attack__steps=10**7)
+    cfg = VerifyConfig(timeout=0.5).with_overrides(attack__steps=10**7, attack__time_fraction=1.0)
     start = time.monotonic()
     res = verify(model, spec, cfg)
     assert time.monotonic() - start < 1.5
