@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .base import Lines, UnaryRelaxation
-from .convex import INF, chord, clamp_point, finish, finite_width, prepare, safe
+from .common import INF, chord, clamp_point, finish, finite_width, prepare, safe
 
 Pair = tuple[Tensor, Tensor]
 
