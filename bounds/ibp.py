@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from models.evaluate import FORWARD
+
 from .network import BoundGraph, NodeInfo
 from .relax.base import UnaryRelaxation
 from .relax.bilinear import mul_interval
@@ -45,8 +47,6 @@ def _affine_interval(bg: BoundGraph, info: NodeInfo, ins: list[Bounds | None]) -
         else:
             c = bg.const(name, like)
             args.append(torch.zeros_like(c) if slot == info.opdef.bias_slot else c.abs())
-    from models.evaluate import FORWARD
-
     rad = FORWARD[node.op](node, args)
     return Bounds(mid - rad, mid + rad)
 
