@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ from torch import Tensor
 from models.graph import Graph
 
 from .alpha import AlphaConfig, optimize_output_bound
-from .crown import BackwardResult, backward_lower, crown_bounds
+from .crown import BackwardResult, backward_lower, concretize_box, crown_bounds
 from .ibp import ibp
 from .network import BoundGraph, bound_graph
 from .types import Bounds, BoundsError, LinearBounds
@@ -52,21 +53,13 @@ class SpecBounds:
 def _spec_rows(bg: BoundGraph, C: Tensor | None, B: int, like: Tensor) -> Tensor:
     """Objective rows as ``[S, B, *output_shape]``."""
     out_shape = bg.shape(bg.output_name)
-    n_out = 1
-    for d in out_shape:
-        n_out *= d
+    n_out = math.prod(out_shape)
     if C is None:
         C = torch.eye(n_out, dtype=like.dtype, device=like.device).expand(B, n_out, n_out)
     C = C.to(dtype=like.dtype, device=like.device)
     if C.dim() != 3 or C.shape[0] != B or C.shape[2] != n_out:
         raise BoundsError(f"C must be [B={B}, S, {n_out}], got {tuple(C.shape)}")
     return C.transpose(0, 1).reshape((C.shape[1], B) + out_shape)
-
-
-def _ibp_rows(A: Tensor, b: Bounds) -> Tensor:
-    """Lower bound of ``A·y`` from an output interval only, ``[S, B]``."""
-    pos, neg = A.clamp(min=0), A.clamp(max=0)
-    return (pos * b.lower + neg * b.upper).flatten(2).sum(-1)
 
 
 def compute_bounds(
@@ -119,7 +112,7 @@ def compute_bounds(
             inter = ibp(bg, box, known=known)
         else:
             inter = crown_bounds(bg, box, known=known, max_elements=crown_max_elements)
-        out_ibp = _ibp_rows(A0, inter[bg.output_name])
+        out_ibp = concretize_box(A0, inter[bg.output_name])
         linear, node_A = None, None
         if method is Method.IBP:
             lb = out_ibp

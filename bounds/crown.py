@@ -11,6 +11,7 @@ which walks the graph once, forward, refining IBP bounds by CROWN.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -178,13 +179,11 @@ def _identity_rows(n: int, start: int, stop: int, B: int, like: Tensor) -> Tenso
 def node_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Bounds:
     """CROWN bounds of every element of node ``name`` (rows processed in chunks)."""
     shape = bg.shape(name)
-    n = 1
-    for d in shape:
-        n *= d
+    n = math.prod(shape)
     like = bounds[bg.input_name].lower
     B = like.shape[0]
-    biggest = max((_numel(bg.shape(m)) for m in bg.order[: bg.order.index(name) + 1]), default=n)
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, B * max(biggest, _numel(bg.input_shape))))
+    biggest = max((math.prod(bg.shape(m)) for m in bg.order[: bg.order.index(name) + 1]), default=n)
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, B * max(biggest, math.prod(bg.input_shape))))
     lows, ups = [], []
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
@@ -196,13 +195,6 @@ def node_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Boun
     lower = torch.cat(lows).T.reshape((B,) + shape)
     upper = torch.cat(ups).T.reshape((B,) + shape)
     return Bounds(lower, upper)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def crown_bounds(
@@ -236,7 +228,7 @@ def crown_bounds(
             use_crown
             and name in need
             and not _is_first_affine(bg, name)
-            and _numel(bg.shape(name)) <= max_elements
+            and math.prod(bg.shape(name)) <= max_elements
         ):
             bounds[name] = b.intersect(node_bounds(bg, name, bounds))
     return bounds
@@ -257,7 +249,7 @@ def linear_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Li
     and ``lbias, ubias``: ``[n, B]`` where ``n`` is the node's element count.
     """
     shape = bg.shape(name)
-    n = _numel(shape)
+    n = math.prod(shape)
     like = bounds[bg.input_name].lower
     B = like.shape[0]
     eye = _identity_rows(n, 0, n, B, like)
