@@ -13,12 +13,18 @@ This is sound for every slope (hence every ``alpha``). A computed stationary poi
 at most ``delta = 1e-15 (M + 10)`` (``M = max(|l|, |u|)``), which changes ``h`` by at most
 ``delta^2 / 2`` since ``|h''| <= 1``; that amount is added outward.
 
-Default slopes: the line that minimises the L1 gap ``integral |f - line|`` over ``[l, u]``,
-i.e. the supporting line of the convex (lower) or concave (upper) hull of ``f`` at the
-midpoint. It is the tangent at the midpoint or the chord on convex/concave stretches, the
-tangent through an endpoint on S-shaped stretches, and a nearly flat line at ``±1`` for wide
-intervals. It is found by 30 bisection steps on the slope (the hull's contact point moves
-monotonically with the slope).
+Default slopes:
+
+* where the chord is a bound on exactly one side (``f`` convex or concave on ``[l, u]``, or
+  the chord otherwise clears ``f``): the chord on that side and, on the other, the tangent
+  parallel to it (slope ``k`` with the exact bias). This band has the smallest worst-case
+  gap, and in CROWN it beats the midpoint tangent: on the zoo Sin MLP (4x16 seeded boxes
+  per width) it is looser than auto_LiRPA's CROWN on 5 of 195 rows instead of 152;
+* elsewhere: the line that minimises the L1 gap ``integral |f - line|`` over ``[l, u]``,
+  i.e. the supporting line of the convex (lower) or concave (upper) hull of ``f`` at the
+  midpoint: the tangent through an endpoint on S-shaped stretches, a nearly flat line at
+  ``±1`` for wide intervals. It is found by 30 bisection steps on the slope (the hull's
+  contact point moves monotonically with the slope).
 
 ``alpha = [p_lower, p_upper]`` are relative slopes in ``[0, 1]`` over the range of ``f'`` on
 ``[l, u]``. Infinite bounds, or ``M > 2^30`` (where float64 argument reduction gets coarse),
@@ -151,12 +157,27 @@ def _hull_slope(wave: Wave, l: Tensor, u: Tensor, lower: bool) -> Tensor:
     return 0.5 * (lo + hi)
 
 
+def _default_slopes(wave: Wave, l: Tensor, u: Tensor) -> Pair:
+    """Default (lower, upper) slopes: chord and parallel tangent, else the L1-optimal lines."""
+    lo, up = _hull_slope(wave, l, u, True), _hull_slope(wave, l, u, False)
+    with torch.no_grad():
+        fl, fu = wave.f(l), wave.f(u)
+        w = u - l
+        k = torch.where(w > 0, (fu - fl) / torch.where(w > 0, w, 1.0), wave.df(l)).clamp(-1.0, 1.0)
+        low_k, up_k = wave_offsets(wave, k, k, l, u)
+        tol = 1e-12 * (1.0 + l.abs() + u.abs())
+        chord_low = low_k >= torch.minimum(fl - k * l, fu - k * u) - tol
+        chord_up = up_k <= torch.maximum(fl - k * l, fu - k * u) + tol
+        one = (chord_low ^ chord_up) & (w > 0)
+    return torch.where(one, k, lo), torch.where(one, k, up)
+
+
 def _wave_family(wave: Wave) -> SlopeFamily:
     """The :class:`SlopeFamily` of Sin or Cos."""
     return SlopeFamily(
         interval=lambda l, u: wave_range(wave.f, wave.phase, l, u),
         slope_range=lambda l, u: wave_range(wave.df, wave.phase + HALF_PI, l, u),
-        default_slopes=lambda l, u: (_hull_slope(wave, l, u, True), _hull_slope(wave, l, u, False)),
+        default_slopes=lambda l, u: _default_slopes(wave, l, u),
         offsets=lambda a_lo, a_up, l, u: wave_offsets(wave, a_lo, a_up, l, u),
         limits=(-1.0, 1.0),
         max_abs=MAX_ABS,

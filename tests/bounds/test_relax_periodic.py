@@ -177,13 +177,21 @@ def test_default_is_tight(key: str) -> None:
 
 def test_sin_concave_and_s_shaped_stretches() -> None:
     r = get_relaxation("Sin")
-    # [0.5, 2.5] is concave: chord below, tangent at the midpoint above
+    # [0.5, 2.5] is concave: chord below, the tangent parallel to it above (it touches sin
+    # where cos x = k)
     l, u = torch.tensor([0.5], dtype=torch.float64), torch.tensor([2.5], dtype=torch.float64)
     lines = r.relax(l, u, None)
     for x in (l, u):
         assert torch.allclose(lines.lw * x + lines.lb, torch.sin(x), atol=1e-9)
-    m = 0.5 * (l + u)
-    assert torch.allclose(lines.uw, torch.cos(m), atol=1e-7)
+    k = (torch.sin(u) - torch.sin(l)) / (u - l)
+    assert torch.allclose(lines.uw, k, atol=1e-12)
+    t = torch.acos(k)
+    assert torch.allclose(lines.uw * t + lines.ub, torch.sin(t), atol=1e-12)
+    # [3.5, 5.5] is convex: the mirror image
+    lines = r.relax(l + 3.0, u + 3.0, None)
+    for x in (l + 3.0, u + 3.0):
+        assert torch.allclose(lines.uw * x + lines.ub, torch.sin(x), atol=1e-9)
+    assert torch.allclose(lines.lw, lines.uw, atol=1e-12)
     # [-2, 1] crosses the inflection at 0: the upper line passes through (l, sin l) and
     # touches the concave part; the lower line is the chord or a tangent, touching too
     l, u = torch.tensor([-2.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64)
