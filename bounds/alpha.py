@@ -1,16 +1,23 @@
-"""alpha-CROWN: optimise relaxation parameters of the output bound by gradient.
+"""alpha-CROWN: optimise relaxation parameters by gradient.
 
 Parameters exist per node, per objective row and per domain (``[n, S, B,
 *shape]``), so every row gets its own relaxation. Every relaxation is sound for
 any parameter value (``bounds.relax`` contract), so the projection after each
-Adam step only keeps parameters in their useful range; the returned bound is
+Adam step (:func:`project_`) only keeps parameters in their useful range; the returned bound is
 the element-wise best seen, which is sound because every iterate is.
-Intermediate bounds are fixed (computed by CROWN beforehand).
+
+:func:`optimize_output_bound` keeps the intermediate bounds fixed (the
+branch-and-bound setting). :func:`optimize_bounds` also gives every CROWN-refined
+intermediate node its own parameters (one set per bounded element and side, as
+in alpha-CROWN): each iteration recomputes those nodes' bounds from the current
+parameters, the output bound is differentiated through them, and every node
+keeps the tightest sound interval seen.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,8 +25,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .crown import backward_lower
+from .crown import backward_lower, is_crown_refined
+from .ibp import node_interval
 from .network import BoundGraph
+from .relax.base import default_split_mask
 from .relax.bilinear import MUL_N_ALPHA, mul_alpha_init
 from .types import Bounds
 
@@ -35,12 +44,69 @@ class AlphaConfig:
     lr_decay: float = 0.98
     patience: int = 8
     time_limit: float | None = None
+    intermediate: bool = True
+    intermediate_budget: int = 1 << 22
 
 
-def init_alphas(bg: BoundGraph, bounds: Mapping[str, Bounds], S: int) -> dict[str, Tensor]:
-    """Default-relaxation parameters for every optimisable node: ``[n, S, B, *shape]``."""
+@dataclass
+class AlphaResult:
+    """Best output bound ``[S, B]`` and the (possibly tightened) intervals of every node."""
+
+    lower: Tensor
+    bounds: dict[str, Bounds]
+
+
+def _alpha_range(bg: BoundGraph, name: str) -> tuple[float, float] | None:
+    """The box alpha-CROWN projects node ``name``'s parameters onto (None: none)."""
+    info = bg.infos[name]
+    if info.kind == "product":
+        return (0.0, 1.0)
+    return info.relaxation.alpha_range if info.relaxation is not None else None
+
+
+def project_(bg: BoundGraph, alphas: Mapping[str, Tensor]) -> None:
+    """Clamp every parameter tensor into its relaxation's useful box, in place."""
+    with torch.no_grad():
+        for name, t in alphas.items():
+            box = _alpha_range(bg, name)
+            if box is not None:
+                t.clamp_(*box)
+
+
+def _param_groups(bg: BoundGraph, alphas: Mapping[str, Tensor], lr: float) -> list[dict]:
+    """Adam parameter groups: each relaxation's ``alpha_lr_scale`` times ``lr``."""
+    groups: dict[float, list[Tensor]] = {}
+    for name, t in alphas.items():
+        relax = bg.infos[name].relaxation
+        scale = relax.alpha_lr_scale if relax is not None else 1.0
+        groups.setdefault(scale, []).append(t)
+    return [{"params": ps, "lr": lr * s} for s, ps in groups.items()]
+
+
+def _n_alpha(bg: BoundGraph, name: str) -> int:
+    """Parameters per element of node ``name`` (0: nothing to optimise)."""
+    info = bg.infos[name]
+    if info.kind == "unary":
+        relax = info.relaxation
+        ok = relax is not None and relax.alpha_init is not None
+        return relax.n_alpha if ok and relax is not None else 0
+    return MUL_N_ALPHA if info.kind == "product" else 0
+
+
+def init_alphas(
+    bg: BoundGraph,
+    bounds: Mapping[str, Bounds],
+    S: int,
+    nodes: set[str] | frozenset[str] | None = None,
+) -> dict[str, Tensor]:
+    """Default-relaxation parameters for every optimisable node: ``[n, S, B, *shape]``.
+
+    ``nodes`` restricts the result to a subset (e.g. the ancestors of one node).
+    """
     out: dict[str, Tensor] = {}
     for name, info in bg.infos.items():
+        if nodes is not None and name not in nodes:
+            continue
         if info.kind == "unary":
             relax = info.relaxation
             if relax is None or relax.n_alpha == 0 or relax.alpha_init is None:
@@ -87,7 +153,7 @@ def optimize_output_bound(
         best = torch.maximum(best, initial)
     if not alphas or config.iterations <= 0:
         return best
-    opt = torch.optim.Adam(list(alphas.values()), lr=config.lr)
+    opt = torch.optim.Adam(_param_groups(bg, alphas, config.lr), lr=config.lr)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, config.lr_decay)
     stale = 0
     for it in range(config.iterations):
@@ -109,6 +175,191 @@ def optimize_output_bound(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        project_(bg, alphas)
         sched.step()
         log.debug("alpha iteration %d: mean bound %.5g", it, float(best.mean()))
     return best
+
+
+def _ancestors(bg: BoundGraph, name: str) -> set[str]:
+    """Nodes whose value ``name`` depends on through perturbed inputs."""
+    seen: set[str] = set()
+    stack = [name]
+    while stack:
+        info = bg.infos[stack.pop()]
+        for slot in info.perturbed_slots:
+            parent = info.node.inputs[slot]
+            if parent in bg.infos and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def _refined_elements(bg: BoundGraph, name: str, b: Bounds) -> Tensor:
+    """Flat indices of ``name``'s elements whose interval still shapes a relaxation.
+
+    Piecewise-linear consumers (ReLU, Clip, Floor, ...) stop caring once an element is
+    stable (their ``split_mask`` is False); smooth ones care while ``l < u``. The union
+    over domains and consumers is taken; bounds only tighten, so it stays valid.
+    """
+    lo, up = b.lower.flatten(1), b.upper.flatten(1)
+    keep = torch.zeros_like(lo, dtype=torch.bool)
+    for info in bg.infos.values():
+        if name not in info.node.inputs or info.kind not in ("unary", "product"):
+            continue
+        relax = info.relaxation if info.kind == "unary" else None
+        if relax is not None and relax.split_mask is not None:
+            if relax.split_mask is default_split_mask:
+                keep |= up > lo
+            else:
+                keep |= relax.split_mask(lo, up)
+        else:
+            keep |= up > lo
+    return torch.nonzero(keep.any(0)).flatten()
+
+
+def _intermediate_starts(
+    bg: BoundGraph, bounds: Mapping[str, Bounds], budget: int, max_elements: int
+) -> dict[str, tuple[Tensor, frozenset[str]]]:
+    """CROWN-refined nodes that get their own parameters.
+
+    Maps each to (flat indices of the elements it refines, optimisable ancestors).
+    Nodes are taken in graph order while the parameter count (``2 k B`` rows times the
+    ancestors' parameters) fits in ``budget``; the rest keep fixed bounds.
+    """
+    out: dict[str, tuple[Tensor, frozenset[str]]] = {}
+    used = 0
+    for name in bg.needs_bounds:
+        if name not in bg.infos or not is_crown_refined(bg, name, max_elements):
+            continue
+        ups = frozenset(a for a in _ancestors(bg, name) if _n_alpha(bg, a) > 0)
+        idx = _refined_elements(bg, name, bounds[name])
+        if not ups or idx.numel() == 0:
+            continue
+        B = bounds[name].lower.shape[0]
+        per_row = sum(_n_alpha(bg, a) * math.prod(bg.shape(a)) for a in ups)
+        cost = 2 * idx.numel() * B * per_row
+        if used + cost > budget:
+            continue
+        out[name] = (idx, ups)
+        used += cost
+    return out
+
+
+def _refresh(
+    bg: BoundGraph,
+    prev: Mapping[str, Bounds],
+    starts: Mapping[str, tuple[Tensor, frozenset[str]]],
+    alphas: Mapping[str, Mapping[str, Tensor]],
+) -> dict[str, Bounds]:
+    """Intervals of every node from the current parameters, intersected with ``prev``.
+
+    Differentiable in the parameters; ``prev`` (detached, sound) keeps them monotone.
+    """
+    cur: dict[str, Bounds] = {bg.input_name: prev[bg.input_name]}
+    for name in bg.order:
+        b = node_interval(bg, bg.infos[name], cur).intersect(prev[name])
+        if name in starts:
+            idx = starts[name][0]
+            shape = bg.shape(name)
+            n, k, B = math.prod(shape), idx.numel(), b.lower.shape[0]
+            rows = torch.zeros(k, n, dtype=b.lower.dtype, device=b.lower.device)
+            rows[torch.arange(k, device=idx.device), idx] = 1.0
+            rows = rows.unsqueeze(1).expand(k, B, n)
+            A0 = torch.cat([rows, -rows]).reshape((2 * k, B) + shape)
+            lb = backward_lower(bg, name, A0, cur, alphas=alphas[name]).lower
+            lo = b.lower.flatten(1).index_copy(1, idx, lb[:k].T).reshape(b.lower.shape)
+            up = b.upper.flatten(1).index_copy(1, idx, -lb[k:].T).reshape(b.upper.shape)
+            # The value is the intersection (sound); the gradient always reaches the fresh
+            # bound, so parameters that made it looser than ``prev`` can still recover.
+            b = Bounds(
+                lo + (torch.maximum(lo, b.lower) - lo).detach(),
+                up + (torch.minimum(up, b.upper) - up).detach(),
+            )
+        cur[name] = b
+    return cur
+
+
+def optimize_bounds(
+    bg: BoundGraph,
+    A0: Tensor,
+    bounds: Mapping[str, Bounds],
+    *,
+    thresholds: Tensor | None = None,
+    config: AlphaConfig | None = None,
+    initial: Tensor | None = None,
+    max_elements: int = 4096,
+) -> AlphaResult:
+    """alpha-CROWN with intermediate-layer parameters (see the module docstring).
+
+    Args:
+        bg: prepared graph.
+        A0: ``[S, B, *output_shape]`` objective rows.
+        bounds: sound intervals of every node (CROWN's), the starting point.
+        thresholds: ``[S, B]``; rows whose bound exceeds them stop contributing.
+        config: optimiser settings; ``intermediate=False`` or an empty budget gives
+            :func:`optimize_output_bound` with the bounds unchanged.
+        initial: a known sound bound (e.g. CROWN's) to start "best" from.
+        max_elements: nodes CROWN refined (see :func:`bounds.crown.crown_bounds`).
+
+    Returns:
+        :class:`AlphaResult`; its intervals are the element-wise tightest seen.
+    """
+    config = config or AlphaConfig()
+    starts = {}
+    if config.intermediate and config.iterations > 0:
+        starts = _intermediate_starts(bg, bounds, config.intermediate_budget, max_elements)
+    if not starts:
+        lower = optimize_output_bound(
+            bg, A0, bounds, thresholds=thresholds, config=config, initial=initial
+        )
+        return AlphaResult(lower, dict(bounds))
+    t0 = time.monotonic()
+    S = A0.shape[0]
+    best_bounds = {k: Bounds(v.lower.detach(), v.upper.detach()) for k, v in bounds.items()}
+    out_alphas = init_alphas(bg, best_bounds, S)
+    inter_alphas = {
+        name: init_alphas(bg, best_bounds, 2 * idx.numel(), ups)
+        for name, (idx, ups) in starts.items()
+    }
+    with torch.no_grad():
+        best = backward_lower(bg, bg.output_name, A0, best_bounds, alphas=out_alphas).lower
+    if initial is not None:
+        best = torch.maximum(best, initial)
+    groups = _param_groups(bg, out_alphas, config.lr)
+    for d in inter_alphas.values():
+        groups += _param_groups(bg, d, config.lr)
+    params = [t for g in groups for t in g["params"]]
+    opt = torch.optim.Adam(groups, lr=config.lr)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, config.lr_decay)
+    stale = 0
+    for it in range(config.iterations):
+        active = torch.ones_like(best, dtype=torch.bool)
+        if thresholds is not None:
+            active = best <= thresholds
+            if not bool(active.any()):
+                break
+        cur = _refresh(bg, best_bounds, starts, inter_alphas)
+        lb = backward_lower(bg, bg.output_name, A0, cur, alphas=out_alphas).lower
+        with torch.no_grad():
+            improved = bool((lb > best + 1e-7).any())
+            best = torch.maximum(best, lb.detach())
+            best_bounds = {k: Bounds(v.lower.detach(), v.upper.detach()) for k, v in cur.items()}
+        stale = 0 if improved else stale + 1
+        if stale >= config.patience:
+            break
+        if config.time_limit is not None and time.monotonic() - t0 > config.time_limit:
+            break
+        loss = -(lb * active).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in params:  # a relaxation's kink can give 0 * inf in the chain rule
+            if p.grad is not None:
+                p.grad.nan_to_num_(0.0, 0.0, 0.0)
+        opt.step()
+        project_(bg, out_alphas)
+        for d in inter_alphas.values():
+            project_(bg, d)
+        sched.step()
+        log.debug("alpha iteration %d: mean bound %.5g", it, float(best.mean()))
+    return AlphaResult(best, best_bounds)

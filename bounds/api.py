@@ -12,7 +12,7 @@ from torch import Tensor
 
 from models.graph import Graph
 
-from .alpha import AlphaConfig, optimize_output_bound
+from .alpha import AlphaConfig, optimize_bounds
 from .crown import BackwardResult, backward_lower, concretize_box, crown_bounds
 from .ibp import ibp
 from .network import BoundGraph, bound_graph
@@ -135,9 +135,16 @@ def compute_bounds(
             thr = thresholds.T.to(lb)
             if bound_upper:
                 thr = torch.cat([thr, torch.full_like(thr, float("inf"))])
-        lb = optimize_output_bound(
-            bg, A0, inter, thresholds=thr, config=alpha or AlphaConfig(), initial=lb
+        res_alpha = optimize_bounds(
+            bg,
+            A0,
+            inter,
+            thresholds=thr,
+            config=alpha or AlphaConfig(),
+            initial=lb,
+            max_elements=crown_max_elements,
         )
+        lb, inter = res_alpha.lower, res_alpha.bounds
     lower_rows = lb[:S].T.contiguous()
     upper_rows = (-lb[S:]).T.contiguous() if bound_upper else None
     return SpecBounds(lower_rows, upper_rows, inter, method, linear, node_A)

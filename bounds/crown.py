@@ -170,7 +170,7 @@ def backward_lower(
     return BackwardResult(lower, a_in if return_input_A else None, recorded, bias)
 
 
-def _identity_rows(n: int, start: int, stop: int, B: int, like: Tensor) -> Tensor:
+def identity_rows(n: int, start: int, stop: int, B: int, like: Tensor) -> Tensor:
     rows = torch.zeros(stop - start, n, dtype=like.dtype, device=like.device)
     rows[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
     return rows.unsqueeze(1).expand(-1, B, -1)
@@ -187,7 +187,7 @@ def node_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Boun
     lows, ups = [], []
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        eye = _identity_rows(n, s, e, B, like)
+        eye = identity_rows(n, s, e, B, like)
         A0 = torch.cat([eye, -eye]).reshape((2 * (e - s), B) + shape)
         lb = backward_lower(bg, name, A0, bounds).lower
         lows.append(lb[: e - s])
@@ -224,14 +224,18 @@ def crown_bounds(
         if name in known:
             b = b.intersect(known[name])
         bounds[name] = b
-        if (
-            use_crown
-            and name in need
-            and not _is_first_affine(bg, name)
-            and math.prod(bg.shape(name)) <= max_elements
-        ):
+        if use_crown and name in need and is_crown_refined(bg, name, max_elements):
             bounds[name] = b.intersect(node_bounds(bg, name, bounds))
     return bounds
+
+
+def is_crown_refined(bg: BoundGraph, name: str, max_elements: int) -> bool:
+    """Whether :func:`crown_bounds` refines node ``name``'s interval by CROWN."""
+    return (
+        name in bg.infos
+        and not _is_first_affine(bg, name)
+        and math.prod(bg.shape(name)) <= max_elements
+    )
 
 
 def _is_first_affine(bg: BoundGraph, name: str) -> bool:
@@ -252,7 +256,7 @@ def linear_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Li
     n = math.prod(shape)
     like = bounds[bg.input_name].lower
     B = like.shape[0]
-    eye = _identity_rows(n, 0, n, B, like)
+    eye = identity_rows(n, 0, n, B, like)
     A0 = torch.cat([eye, -eye]).reshape((2 * n, B) + shape)
     res = backward_lower(bg, name, A0, bounds, return_input_A=True)
     assert res.bias is not None

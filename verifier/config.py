@@ -99,6 +99,8 @@ class BoundsConfig:
         dtype: dtype of bound computations (float64 by default: a proof should not
             hinge on float32 rounding of long sums).
         alpha_iterations, alpha_lr: alpha-CROWN optimiser settings.
+        alpha_intermediate: alpha-CROWN also optimises the relaxations behind every
+            intermediate bound (tighter, several times slower than output-only).
         bab: run branch-and-bound after the incomplete bounds (``--no-bab`` turns it off;
             branch-and-bound itself is not part of this version, so it has no effect yet).
     """
@@ -108,6 +110,7 @@ class BoundsConfig:
     dtype: str = "float64"
     alpha_iterations: int = 30
     alpha_lr: float = 0.1
+    alpha_intermediate: bool = True
     bab: bool = True
 
     def __post_init__(self) -> None:

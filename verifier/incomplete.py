@@ -98,7 +98,12 @@ def bound_group(
     hi = torch.tensor(upper, dtype=dtype, device=device).reshape(shape)
     C = torch.tensor(rows.C, dtype=dtype, device=device).unsqueeze(0)
     d = torch.tensor(rows.d, dtype=dtype, device=device).unsqueeze(0)
-    alpha = AlphaConfig(iterations=cfg.alpha_iterations, lr=cfg.alpha_lr, time_limit=time_limit)
+    alpha = AlphaConfig(
+        iterations=cfg.alpha_iterations,
+        lr=cfg.alpha_lr,
+        time_limit=time_limit,
+        intermediate=cfg.alpha_intermediate,
+    )
     res = compute_bounds(bg, lo, hi, C, method=method, thresholds=d, bound_upper=False, alpha=alpha)
     return res.lower[0].detach().cpu().numpy().astype(np.float64)
 

@@ -71,6 +71,11 @@ class UnaryRelaxation:
         split_mask: ``(l, u) -> BoolTensor``: neurons worth splitting.
         interval: optional exact interval map ``(l, u) -> (fl, fu)``; when None
             the engine uses the relaxation's concretisation.
+        alpha_range: a constant box ``(lo, hi)`` holding every useful parameter value;
+            alpha-CROWN projects onto it after each step (``relax`` clamps anyway, but
+            a parameter left far outside would get no gradient). None: no projection.
+        alpha_lr_scale: multiplies alpha-CROWN's step size for this op's parameters
+            (how far one unit of the parameter moves the lines differs by family).
     """
 
     op: str
@@ -82,6 +87,8 @@ class UnaryRelaxation:
     splittable: bool = True
     split_mask: Callable[[Tensor, Tensor], Tensor] | None = None
     interval: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
+    alpha_range: tuple[float, float] | None = None
+    alpha_lr_scale: float = 1.0
 
 
 def default_split_mask(l: Tensor, u: Tensor) -> Tensor:

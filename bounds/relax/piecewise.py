@@ -94,6 +94,7 @@ def _leaky(op: str, a: float) -> UnaryRelaxation:
         alpha_init=lambda l, u: _leaky_init(l, u, a),
         split_mask=_crossing,
         interval=_leaky_interval(a),
+        alpha_range=(min(a, 1.0), max(a, 1.0)),
     )
 
 
@@ -161,6 +162,7 @@ def clip_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
         alpha_init=lambda l, u: _clip_init(l, u, lo, hi),
         split_mask=lambda l, u: ((l < lo) & (u > lo)) | ((l < hi) & (u > hi)),
         interval=lambda l, u: (l.clamp(lo, hi), u.clamp(lo, hi)),
+        alpha_range=(0.0, 1.0),
     )
 
 
@@ -200,6 +202,7 @@ def sign_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
         alpha_init=_sign_init,
         split_mask=_crossing,
         interval=lambda l, u: (torch.sign(l), torch.sign(u)),
+        alpha_range=(0.0, 1.0),
     )
 
 

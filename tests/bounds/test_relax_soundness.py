@@ -306,3 +306,23 @@ def test_relaxation_sound(case: tuple[str, dict[str, Any]]) -> None:
             _check_dtype(rel, boxes32, torch.float32, gen)
 
     run()
+
+
+RANGED = [c for c in CASES if FACTORIES[c[0]](c[1]).alpha_range is not None]
+
+
+@pytest.mark.parametrize("case", RANGED, ids=_case_id)
+def test_alpha_range_is_what_relax_clamps_to(case: tuple[str, dict[str, Any]]) -> None:
+    """Projecting onto ``alpha_range`` (alpha-CROWN) never changes the lines."""
+    op, attrs = case
+    relax = FACTORIES[op](attrs)
+    assert relax.alpha_range is not None
+    gen = torch.Generator().manual_seed(5)
+    l = torch.randn(64, generator=gen, dtype=F64) * 3.0
+    u = l + torch.rand(64, generator=gen, dtype=F64) * 4.0
+    alpha = torch.randn(relax.n_alpha, 64, generator=gen, dtype=F64) * 3.0
+    lo, hi = relax.alpha_range
+    assert bool(((alpha < lo) | (alpha > hi)).any())  # some values really are projected
+    a, b = relax.relax(l, u, alpha), relax.relax(l, u, alpha.clamp(lo, hi))
+    for name in ("lw", "lb", "uw", "ub"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=1e-12)
