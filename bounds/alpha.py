@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -135,50 +135,12 @@ def optimize_output_bound(
 ) -> Tensor:
     """Best lower bound of ``A0 · output`` over the iterations, ``[S, B]``.
 
-    Args:
-        bg: prepared graph.
-        A0: ``[S, B, *output_shape]`` objective rows.
-        bounds: fixed intermediate bounds.
-        thresholds: ``[S, B]``; rows whose bound exceeds them stop contributing.
-        config: optimiser settings.
-        initial: a known sound bound (e.g. CROWN's) to start "best" from.
+    The intermediate ``bounds`` stay fixed (only the output bound's relaxations are
+    optimised); arguments as for :func:`optimize_bounds`.
     """
-    config = config or AlphaConfig()
-    t0 = time.monotonic()
-    S = A0.shape[0]
-    alphas = init_alphas(bg, bounds, S)
-    with torch.no_grad():
-        best = backward_lower(bg, bg.output_name, A0, bounds, alphas=alphas).lower
-    if initial is not None:
-        best = torch.maximum(best, initial)
-    if not alphas or config.iterations <= 0:
-        return best
-    opt = torch.optim.Adam(_param_groups(bg, alphas, config.lr), lr=config.lr)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, config.lr_decay)
-    stale = 0
-    for it in range(config.iterations):
-        active = torch.ones_like(best, dtype=torch.bool)
-        if thresholds is not None:
-            active = best <= thresholds
-            if not bool(active.any()):
-                break
-        lb = backward_lower(bg, bg.output_name, A0, bounds, alphas=alphas).lower
-        with torch.no_grad():
-            improved = bool((lb > best + 1e-7).any())
-            best = torch.maximum(best, lb.detach())
-        stale = 0 if improved else stale + 1
-        if stale >= config.patience:
-            break
-        if config.time_limit is not None and time.monotonic() - t0 > config.time_limit:
-            break
-        loss = -(lb * active).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        project_(bg, alphas)
-        sched.step()
-        log.debug("alpha iteration %d: mean bound %.5g", it, float(best.mean()))
-    return best
+    config = replace(config or AlphaConfig(), intermediate=False)
+    res = optimize_bounds(bg, A0, bounds, thresholds=thresholds, config=config, initial=initial)
+    return res.lower
 
 
 def _ancestors(bg: BoundGraph, name: str) -> set[str]:
@@ -297,8 +259,8 @@ def optimize_bounds(
         A0: ``[S, B, *output_shape]`` objective rows.
         bounds: sound intervals of every node (CROWN's), the starting point.
         thresholds: ``[S, B]``; rows whose bound exceeds them stop contributing.
-        config: optimiser settings; ``intermediate=False`` or an empty budget gives
-            :func:`optimize_output_bound` with the bounds unchanged.
+        config: optimiser settings; with ``intermediate=False`` (or an empty budget)
+            only the output bound's relaxations are optimised and the intervals stay.
         initial: a known sound bound (e.g. CROWN's) to start "best" from.
         max_elements: nodes CROWN refined (see :func:`bounds.crown.crown_bounds`).
 
@@ -306,15 +268,10 @@ def optimize_bounds(
         :class:`AlphaResult`; its intervals are the element-wise tightest seen.
     """
     config = config or AlphaConfig()
+    t0 = time.monotonic()
     starts = {}
     if config.intermediate and config.iterations > 0:
         starts = _intermediate_starts(bg, bounds, config.intermediate_budget, max_elements)
-    if not starts:
-        lower = optimize_output_bound(
-            bg, A0, bounds, thresholds=thresholds, config=config, initial=initial
-        )
-        return AlphaResult(lower, dict(bounds))
-    t0 = time.monotonic()
     S = A0.shape[0]
     best_bounds = {k: Bounds(v.lower.detach(), v.upper.detach()) for k, v in bounds.items()}
     out_alphas = init_alphas(bg, best_bounds, S)
@@ -329,6 +286,8 @@ def optimize_bounds(
     groups = _param_groups(bg, out_alphas, config.lr)
     for d in inter_alphas.values():
         groups += _param_groups(bg, d, config.lr)
+    if not groups or config.iterations <= 0:
+        return AlphaResult(best, best_bounds)
     params = [t for g in groups for t in g["params"]]
     opt = torch.optim.Adam(groups, lr=config.lr)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, config.lr_decay)
@@ -339,7 +298,7 @@ def optimize_bounds(
             active = best <= thresholds
             if not bool(active.any()):
                 break
-        cur = _refresh(bg, best_bounds, starts, inter_alphas)
+        cur = _refresh(bg, best_bounds, starts, inter_alphas) if starts else best_bounds
         lb = backward_lower(bg, bg.output_name, A0, cur, alphas=out_alphas).lower
         with torch.no_grad():
             improved = bool((lb > best + 1e-7).any())
