@@ -1,12 +1,13 @@
 """Bound propagation: IBP, CROWN and alpha-CROWN over our graph IR, batched over domains."""
 
 from .alpha import AlphaConfig
-from .api import Method, SpecBounds, compute_bounds
+from .api import Method, SpecBounds, compute_bounds, compute_bounds_ball
 from .network import BoundGraph
-from .types import Bounds, BoundsError, LinearBounds
+from .types import BallBounds, Bounds, BoundsError, LinearBounds
 
 __all__ = [
     "AlphaConfig",
+    "BallBounds",
     "BoundGraph",
     "Bounds",
     "BoundsError",
@@ -14,4 +15,5 @@ __all__ = [
     "Method",
     "SpecBounds",
     "compute_bounds",
+    "compute_bounds_ball",
 ]

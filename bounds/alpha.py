@@ -208,6 +208,13 @@ def _intermediate_starts(
     return out
 
 
+def _detached(bg: BoundGraph, bounds: Mapping[str, Bounds]) -> dict[str, Bounds]:
+    """Intervals without autograd history; the input set is kept as given (a ball stays one)."""
+    out = {k: Bounds(v.lower.detach(), v.upper.detach()) for k, v in bounds.items()}
+    out[bg.input_name] = bounds[bg.input_name]
+    return out
+
+
 def _refresh(
     bg: BoundGraph,
     prev: Mapping[str, Bounds],
@@ -273,7 +280,7 @@ def optimize_bounds(
     if config.intermediate and config.iterations > 0:
         starts = _intermediate_starts(bg, bounds, config.intermediate_budget, max_elements)
     S = A0.shape[0]
-    best_bounds = {k: Bounds(v.lower.detach(), v.upper.detach()) for k, v in bounds.items()}
+    best_bounds = _detached(bg, bounds)
     out_alphas = init_alphas(bg, best_bounds, S)
     inter_alphas = {
         name: init_alphas(bg, best_bounds, 2 * idx.numel(), ups)
@@ -303,7 +310,7 @@ def optimize_bounds(
         with torch.no_grad():
             improved = bool((lb > best + 1e-7).any())
             best = torch.maximum(best, lb.detach())
-            best_bounds = {k: Bounds(v.lower.detach(), v.upper.detach()) for k, v in cur.items()}
+            best_bounds = _detached(bg, cur)
         stale = 0 if improved else stale + 1
         if stale >= config.patience:
             break

@@ -6,6 +6,7 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,7 +17,7 @@ from .alpha import AlphaConfig, optimize_bounds
 from .crown import BackwardResult, backward_lower, concretize_box, crown_bounds
 from .ibp import ibp
 from .network import BoundGraph, bound_graph
-from .types import Bounds, BoundsError, LinearBounds
+from .types import BallBounds, Bounds, BoundsError, LinearBounds
 
 
 class Method(str, enum.Enum):
@@ -75,6 +76,7 @@ def compute_bounds(
     known: Mapping[str, Bounds] | None = None,
     return_A: bool = False,
     crown_max_elements: int = 4096,
+    _input_set: Bounds | None = None,
 ) -> SpecBounds:
     """Sound bounds of ``C·y`` for ``y = graph(x)``, ``x`` in ``[lower, upper]``.
 
@@ -102,7 +104,7 @@ def compute_bounds(
         )
     if bool((lower > upper).any()):
         raise BoundsError("input box has lower > upper")
-    box = Bounds(lower, upper)
+    box = Bounds(lower, upper) if _input_set is None else _input_set
     B = lower.shape[0]
     rows = _spec_rows(bg, C, B, lower)
     S = rows.shape[0]
@@ -162,3 +164,47 @@ def _linear_parts(
     linear = LinearBounds(a_in[:S], res.bias[:S], upper_A, upper_b)
     node_A = {k: v[:S] for k, v in (res.node_A or {}).items()}
     return linear, node_A
+
+
+def compute_bounds_ball(
+    graph: Graph | BoundGraph,
+    center: Tensor,
+    eps: Tensor | float,
+    C: Tensor | None = None,
+    *,
+    norm: float = math.inf,
+    domain: tuple[Tensor | float, Tensor | float] | None = None,
+    **kwargs: Any,
+) -> SpecBounds:
+    """Sound bounds of ``C·y`` for ``x`` in the ball ``||x - center||_norm <= eps``.
+
+    Args:
+        graph: the network.
+        center: ``[B, *input_shape]`` ball centres (one domain each).
+        eps: radius, a number or ``[B]``.
+        C: as for :func:`compute_bounds`.
+        norm: ``p >= 1`` (``math.inf``, 2 and 1 are the usual ones).
+        domain: optional valid-input box ``(lo, hi)`` (e.g. pixels in ``[0, 1]``)
+            intersected with the ball.
+        kwargs: the keyword arguments of :func:`compute_bounds`.
+
+    Intervals inside the network start from the box enclosing the ball; every linear
+    bound is concretised over the ball itself (Hölder), and over its enclosing box,
+    keeping the better of the two. For ``norm = inf`` the set is a box.
+    """
+    if not (norm >= 1.0):
+        raise BoundsError(f"norm must be >= 1, got {norm}")
+    B = center.shape[0]
+    eps_t = torch.as_tensor(eps, dtype=center.dtype, device=center.device).reshape(-1)
+    eps_t = eps_t.expand(B) if eps_t.numel() == 1 else eps_t
+    if eps_t.shape != (B,) or bool((eps_t < 0).any()) or not bool(torch.isfinite(eps_t).all()):
+        raise BoundsError(f"eps must be a finite number >= 0 or [B={B}] of them")
+    radius = eps_t.reshape((B,) + (1,) * (center.dim() - 1))
+    lower, upper = center - radius, center + radius
+    if domain is not None:
+        lower = torch.maximum(lower, torch.as_tensor(domain[0]).to(lower))
+        upper = torch.minimum(upper, torch.as_tensor(domain[1]).to(upper))
+        if bool((lower > upper).any()):
+            raise BoundsError("the ball does not meet the domain box")
+    input_set = BallBounds(lower, upper, center, eps_t, float(norm))
+    return compute_bounds(graph, lower, upper, C, _input_set=input_set, **kwargs)

@@ -21,7 +21,7 @@ from torch import Tensor
 from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
 from .relax.bilinear import relax_mul
-from .types import Bounds, LinearBounds
+from .types import BallBounds, Bounds, LinearBounds
 
 # Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes.
 _CHUNK_ELEMENTS = 1 << 24
@@ -68,6 +68,23 @@ def concretize_box(A: Tensor, box: Bounds) -> Tensor:
     """``min_{x in box} A·x`` for ``A`` ``[S, B, *in]`` and box ``[B, *in]`` -> ``[S, B]``."""
     pos, neg = A.clamp(min=0), A.clamp(max=0)
     return _flat_sum(_mul_guarded(pos, box.lower) + _mul_guarded(neg, box.upper))
+
+
+def concretize(A: Tensor, box: Bounds) -> Tensor:
+    """``min_x A·x`` over the input set: a box, or an Lp ball (:class:`BallBounds`).
+
+    Over ``||x - c||_p <= eps`` the minimum is ``A·c - eps ||A||_q`` (``1/p + 1/q = 1``,
+    Hölder); the ball's enclosing box gives a second sound value, and the larger of the
+    two is returned (the set is ball ∩ box).
+    """
+    on_box = concretize_box(A, box)
+    if not isinstance(box, BallBounds) or box.p == math.inf:
+        return on_box
+    q = math.inf if box.p == 1 else box.p / (box.p - 1.0)
+    flat = A.flatten(2)
+    dual = torch.linalg.vector_norm(flat, ord=q, dim=-1)
+    on_ball = (flat * box.center.flatten(1)).sum(-1) - box.eps * dual
+    return torch.maximum(on_ball, on_box)
 
 
 def _affine_step(bg: BoundGraph, info: NodeInfo, a: Tensor) -> tuple[list[Tensor], Tensor]:
@@ -166,7 +183,7 @@ def backward_lower(
     recorded = node_A if record else None
     if a_in is None:
         return BackwardResult(bias, None, recorded, bias)
-    lower = concretize_box(a_in, bounds[bg.input_name]) + bias
+    lower = concretize(a_in, bounds[bg.input_name]) + bias
     return BackwardResult(lower, a_in if return_input_A else None, recorded, bias)
 
 

@@ -45,6 +45,21 @@ class Bounds:
 
 
 @dataclass(frozen=True, slots=True)
+class BallBounds(Bounds):
+    """The input set ``{x : ||x - center||_p <= eps} ∩ [lower, upper]`` (per domain).
+
+    ``lower``/``upper`` enclose the ball (``center ± eps`` clipped to any domain box), so
+    interval rules see an ordinary box; linear functions are concretised over the
+    ball itself (:func:`bounds.crown.concretize`). ``center``: ``[B, *in]``; ``eps``:
+    ``[B]``; ``p`` >= 1 (``inf`` gives a box, for which :class:`Bounds` is exact).
+    """
+
+    center: Tensor
+    eps: Tensor
+    p: float
+
+
+@dataclass(frozen=True, slots=True)
 class LinearBounds:
     """Linear bounds of ``S`` objectives with respect to the network input.
 
