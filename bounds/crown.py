@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
+from .ops.backward import sum_to
 from .relax.bilinear import relax_mul
 from .types import BallBounds, Bounds, LinearBounds
 
@@ -51,17 +52,6 @@ def _mul_guarded(a: Tensor, b: Tensor) -> Tensor:
 
 def _flat_sum(t: Tensor) -> Tensor:
     return t.flatten(2).sum(-1) if t.dim() > 2 else t
-
-
-def sum_to(a: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """Sum ``a`` (``[S, B, *out]``) down to ``[S, B, *shape]`` (undo broadcasting)."""
-    lead = a.dim() - 2 - len(shape)
-    if lead > 0:
-        a = a.sum(dim=tuple(range(2, 2 + lead)))
-    dims = tuple(2 + i for i, d in enumerate(shape) if d == 1 and a.shape[2 + i] != 1)
-    if dims:
-        a = a.sum(dim=dims, keepdim=True)
-    return a
 
 
 def concretize_box(A: Tensor, box: Bounds) -> Tensor:
@@ -97,6 +87,16 @@ def _affine_step(bg: BoundGraph, info: NodeInfo, a: Tensor) -> tuple[list[Tensor
         if len(node.inputs) > 2 and node.inputs[2]:
             return grads, _flat_sum(a * bg.const(node.inputs[2], a))
         return grads, a.new_zeros(S, B)
+    if info.opdef.backward is not None:
+        consts = [
+            None if slot in info.perturbed_slots else bg.const(name, a)
+            for slot, name in enumerate(node.inputs)
+        ]
+        shapes = [
+            bg.shape(name) if c is None else tuple(c.shape) for name, c in zip(node.inputs, consts)
+        ]
+        grads, bias = info.opdef.backward(node, a, shapes, consts)
+        return grads, bias if bias is not None else a.new_zeros(S, B)
     out0, vjp_fn = bg.linearization(node, a)
     flat = a.reshape((S * B, 1) + tuple(a.shape[2:]))
     grads = torch.func.vmap(vjp_fn)(flat)

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .backward import BackwardFn
+
 # How an op enters bound propagation.
 #   "affine": linear in its perturbed inputs (backward derived by autodiff);
 #   "unary": elementwise nonlinearity relaxed by bounds.relax;
@@ -55,6 +57,8 @@ class OpDef:
         examples: cases for the registry-driven soundness tests.
         product_when_both_perturbed: "Mul"/"MatMul" become products when both
             operands depend on the input, otherwise affine.
+        backward: for affine ops, an optional hand-written backward step
+            (:mod:`bounds.ops.backward`) used instead of the derived one.
     """
 
     name: str
@@ -64,3 +68,4 @@ class OpDef:
     examples: tuple[OpExample, ...] = ()
     product_when_both_perturbed: bool = False
     check: Callable[..., None] | None = None
+    backward: BackwardFn | None = None

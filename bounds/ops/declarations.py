@@ -6,6 +6,7 @@ import numpy as np
 
 from models.ops import ELEMENTWISE_NONLINEAR
 
+from .backward import BACKWARD
 from .base import OpDef, OpExample
 
 _rng = np.random.default_rng(0)
@@ -77,15 +78,18 @@ _AFFINE = (
             OpExample(((1, 4), _w(1, 4))),
             OpExample(((1, 4), (1, 4))),
             OpExample(((1, 3, 4), (1, 3, 1))),
+            OpExample((_w(3, 1), (1, 3, 4))),
         ),
+        backward=BACKWARD["Mul"],
     ),
     OpDef(
         "Add",
         "affine",
         "monotone",
         examples=(OpExample(((1, 4), _w(4))), OpExample(((1, 3, 4), (1, 1, 4)))),
+        backward=BACKWARD["Add"],
     ),
-    OpDef("Neg", "affine", "negate", examples=(OpExample(((1, 4),)),)),
+    OpDef("Neg", "affine", "negate", examples=(OpExample(((1, 4),)),), backward=BACKWARD["Neg"]),
     OpDef(
         "AveragePool",
         "affine",
@@ -108,16 +112,39 @@ _AFFINE = (
         "ReduceMean",
         "affine",
         "monotone",
-        examples=(OpExample(((1, 3, 4),), {"axes": (2,), "keepdims": 1}),),
+        examples=(
+            OpExample(((1, 3, 4),), {"axes": (2,), "keepdims": 1}),
+            OpExample(((1, 3, 4, 2),), {"axes": (1, 3), "keepdims": 0}),
+        ),
+        backward=BACKWARD["ReduceMean"],
     ),
     OpDef(
         "ReduceSum",
         "affine",
         "monotone",
-        examples=(OpExample(((1, 3, 4),), {"axes": (1,), "keepdims": 0}),),
+        examples=(
+            OpExample(((1, 3, 4),), {"axes": (1,), "keepdims": 0}),
+            OpExample(((1, 3, 4, 2),), {"axes": (2, 3), "keepdims": 1}),
+        ),
+        backward=BACKWARD["ReduceSum"],
     ),
-    OpDef("Reshape", "affine", "monotone", examples=(OpExample(((1, 2, 3),), {"shape": (1, 6)}),)),
-    OpDef("Transpose", "affine", "monotone", examples=(OpExample(((2, 3),), {"perm": (1, 0)}),)),
+    OpDef(
+        "Reshape",
+        "affine",
+        "monotone",
+        examples=(OpExample(((1, 2, 3),), {"shape": (1, 6)}),),
+        backward=BACKWARD["Reshape"],
+    ),
+    OpDef(
+        "Transpose",
+        "affine",
+        "monotone",
+        examples=(
+            OpExample(((2, 3),), {"perm": (1, 0)}),
+            OpExample(((1, 2, 3, 4),), {"perm": (0, 2, 3, 1)}),
+        ),
+        backward=BACKWARD["Transpose"],
+    ),
     OpDef(
         "Concat",
         "affine",
@@ -125,7 +152,9 @@ _AFFINE = (
         examples=(
             OpExample(((1, 2), (1, 3)), {"axis": 1}),
             OpExample(((1, 2), _w(1, 2)), {"axis": 1}),
+            OpExample(((1, 2, 3), _w(1, 1, 3), (1, 2, 3)), {"axis": 1}),
         ),
+        backward=BACKWARD["Concat"],
     ),
     OpDef(
         "Slice",
@@ -133,13 +162,21 @@ _AFFINE = (
         "monotone",
         examples=(
             OpExample(((1, 6),), {"starts": (1,), "ends": (5,), "axes": (1,), "steps": (2,)}),
+            OpExample(
+                ((1, 4, 5),), {"starts": (3, 0), "ends": (0, 5), "axes": (1, 2), "steps": (-1, 2)}
+            ),
         ),
+        backward=BACKWARD["Slice"],
     ),
     OpDef(
         "Gather",
         "affine",
         "monotone",
-        examples=(OpExample(((1, 5), np.array([4, 0, 2], dtype=np.int64)), {"axis": 1}),),
+        examples=(
+            OpExample(((1, 5), np.array([4, 0, 2], dtype=np.int64)), {"axis": 1}),
+            OpExample(((1, 3, 4), np.array([[1, 2], [0, 0]], dtype=np.int64)), {"axis": 2}),
+        ),
+        backward=BACKWARD["Gather"],
     ),
     OpDef(
         "Pad",

@@ -166,3 +166,33 @@ def test_decomposition_is_exact(op: str, idx: int, ex: OpExample) -> None:
 def test_every_registered_op_has_an_example() -> None:
     missing = [op.name for op in REGISTRY if not op.examples]
     assert not missing, f"ops without a soundness example: {missing}"
+
+
+HAND_WRITTEN = [
+    (d.name, i, ex)
+    for d in sorted(REGISTRY, key=lambda d: d.name)
+    if d.backward is not None
+    for i, ex in enumerate(d.examples)
+    # Mul of two perturbed operands is a product, not an affine step
+    if sum(not isinstance(x, np.ndarray) for x in ex.inputs) == 1 or d.name != "Mul"
+]
+
+
+@pytest.mark.parametrize(("op", "idx", "ex"), HAND_WRITTEN, ids=lambda v: str(v))
+def test_hand_written_backward_equals_the_derived_step(op: str, idx: int, ex: OpExample):
+    """A hand-written backward step (``OpDef.backward``) equals the vjp-derived one."""
+    from bounds.crown import _affine_step
+
+    bg = BoundGraph(_single_op_graph(op, ex))
+    info = bg.infos["y"]
+    assert info.kind == "affine" and info.opdef.backward is not None
+    gen = torch.Generator().manual_seed(idx)
+    a = torch.randn((3, 2) + info.node.shape, generator=gen, dtype=torch.float64)
+    fast, fast_bias = _affine_step(bg, info, a)
+    out0, vjp_fn = bg.linearization(info.node, a)
+    derived = torch.func.vmap(vjp_fn)(a.reshape((6, 1) + info.node.shape))
+    assert len(fast) == len(derived) == len(info.perturbed_slots)
+    for f, d in zip(fast, derived):
+        torch.testing.assert_close(f, d.reshape(f.shape), rtol=0, atol=1e-12)
+    bias = a.new_zeros(3, 2) if out0 is None else (a * out0).flatten(2).sum(-1)
+    torch.testing.assert_close(fast_bias, bias, rtol=0, atol=1e-12)

@@ -1,0 +1,150 @@
+"""Hand-written backward steps of cheap affine ops.
+
+The generic step (``bounds.crown``) derives an affine op's transpose with
+``torch.func.vjp`` vmapped over the objective rows; for pure data movement and
+sums the functorch overhead dominates (about 0.4 of 0.6 s of CROWN on the vit
+benchmark model). These functions do the same in one tensor operation each.
+Every one is checked against the derived step on the registry's examples
+(``tests/bounds/test_backward_steps.py``).
+
+A step maps the coefficients ``a`` (``[S, B, *out]``) of the objective with respect
+to the op's output to coefficients with respect to each *perturbed* input (in slot
+order) and the bias contributed by constant inputs (``[S, B]``, or None for none).
+``shapes[i]`` is input ``i``'s per-sample shape; ``consts[i]`` its constant tensor
+(unbatched) or None when it is perturbed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from models.graph import Node
+
+Shape = tuple[int, ...]
+BackwardFn = Callable[
+    [Node, Tensor, Sequence[Shape], Sequence["Tensor | None"]], tuple[list[Tensor], "Tensor | None"]
+]
+
+
+def sum_to(a: Tensor, shape: Shape) -> Tensor:
+    """Sum ``a`` (``[S, B, *out]``) down to ``[S, B, *shape]`` (undo broadcasting)."""
+    lead = a.dim() - 2 - len(shape)
+    if lead > 0:
+        a = a.sum(dim=tuple(range(2, 2 + lead)))
+    dims = tuple(2 + i for i, d in enumerate(shape) if d == 1 and a.shape[2 + i] != 1)
+    if dims:
+        a = a.sum(dim=dims, keepdim=True)
+    return a
+
+
+def _reshape(node: Node, a: Tensor, shapes: Sequence[Shape], consts) -> tuple[list[Tensor], None]:
+    return [a.reshape(a.shape[:2] + tuple(shapes[0]))], None
+
+
+def _transpose(node: Node, a: Tensor, shapes: Sequence[Shape], consts) -> tuple[list[Tensor], None]:
+    perm = [int(p) for p in node.attrs["perm"]]
+    inverse = sorted(range(len(perm)), key=perm.__getitem__)
+    return [a.permute(0, 1, *(2 + i for i in inverse))], None
+
+
+def _neg(node: Node, a: Tensor, shapes: Sequence[Shape], consts) -> tuple[list[Tensor], None]:
+    return [-a], None
+
+
+def _spread(node: Node, a: Tensor, shape: Shape) -> Tensor:
+    """``a`` broadcast back over the reduced ``axes`` of an input of ``shape``."""
+    if not node.attr("keepdims", 1):
+        for ax in sorted(int(x) for x in node.attrs["axes"]):
+            a = a.unsqueeze(2 + ax)
+    return a.expand(a.shape[:2] + tuple(shape))
+
+
+def _reduce_sum(
+    node: Node, a: Tensor, shapes: Sequence[Shape], consts
+) -> tuple[list[Tensor], None]:
+    return [_spread(node, a, shapes[0])], None
+
+
+def _reduce_mean(
+    node: Node, a: Tensor, shapes: Sequence[Shape], consts
+) -> tuple[list[Tensor], None]:
+    count = math.prod(shapes[0][int(x)] for x in node.attrs["axes"])
+    return [_spread(node, a, shapes[0]) / count], None
+
+
+def _add(
+    node: Node, a: Tensor, shapes: Sequence[Shape], consts: Sequence[Tensor | None]
+) -> tuple[list[Tensor], Tensor | None]:
+    grads, bias = [], None
+    for shape, const in zip(shapes, consts):
+        if const is None:
+            grads.append(sum_to(a, tuple(shape)))
+        else:
+            term = (a * const).flatten(2).sum(-1)
+            bias = term if bias is None else bias + term
+    return grads, bias
+
+
+def _gather(node: Node, a: Tensor, shapes: Sequence[Shape], consts) -> tuple[list[Tensor], None]:
+    index = consts[1]
+    dim = 2 + int(node.attrs["axis"])
+    flat = a.reshape(a.shape[:dim] + (-1,) + a.shape[dim + index.dim() :])
+    full = a.new_zeros(a.shape[:2] + tuple(shapes[0]))
+    return [full.index_add(dim, index.reshape(-1).to(a.device, torch.long), flat)], None
+
+
+def _concat(
+    node: Node, a: Tensor, shapes: Sequence[Shape], consts: Sequence[Tensor | None]
+) -> tuple[list[Tensor], Tensor | None]:
+    axis = int(node.attrs["axis"])
+    parts = a.split([int(shape[axis]) for shape in shapes], dim=2 + axis)
+    grads, bias = [], None
+    for part, const in zip(parts, consts):
+        if const is None:
+            grads.append(part)
+        else:
+            term = (part * const).flatten(2).sum(-1)
+            bias = term if bias is None else bias + term
+    return grads, bias
+
+
+def _slice(node: Node, a: Tensor, shapes: Sequence[Shape], consts) -> tuple[list[Tensor], None]:
+    starts = node.attrs["starts"]
+    axes = node.attr("axes", range(len(starts)))
+    steps = node.attr("steps", (1,) * len(starts))
+    # shapes before each of the (sequentially applied) slices, and the kept indices
+    shape, done = list(shapes[0]), []
+    for start, end, axis, step in zip(starts, node.attrs["ends"], axes, steps, strict=True):
+        kept = torch.arange(int(start), int(end), int(step), device=a.device)
+        done.append((2 + int(axis), kept, tuple(shape)))
+        shape[int(axis)] = kept.numel()
+    for dim, kept, before in reversed(done):
+        a = a.new_zeros(a.shape[:2] + before).index_add(dim, kept, a)
+    return [a], None
+
+
+def _mul(
+    node: Node, a: Tensor, shapes: Sequence[Shape], consts: Sequence[Tensor | None]
+) -> tuple[list[Tensor], None]:
+    """``x * c`` with one constant operand (a product of two perturbed ones is not affine)."""
+    (c,) = [t for t in consts if t is not None]
+    (shape,) = [s for s, t in zip(shapes, consts) if t is None]
+    return [sum_to(a * c, tuple(shape))], None
+
+
+BACKWARD: dict[str, BackwardFn] = {
+    "Mul": _mul,
+    "Gather": _gather,
+    "Concat": _concat,
+    "Slice": _slice,
+    "Reshape": _reshape,
+    "Transpose": _transpose,
+    "Neg": _neg,
+    "ReduceSum": _reduce_sum,
+    "ReduceMean": _reduce_mean,
+    "Add": _add,
+}
