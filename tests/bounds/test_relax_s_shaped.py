@@ -340,3 +340,38 @@ def test_convex_min_bound_is_sound_for_any_bracket(a, s0, width, cuts) -> None:
     lo, hi = bisect(dh, s0_t, s1_t, 40)
     tight = convex_min_bound(h, dh, s0_t, s1_t, lo, hi)
     assert true_min - 1e-9 <= float(tight) <= true_min + 1e-12
+
+
+@pytest.mark.parametrize(
+    ("op", "attrs"),
+    [("Sigmoid", {}), ("Tanh", {}), ("Gelu", {}), ("Gelu", {"approximate": "tanh"})],
+)
+def test_bias_gradients_match_finite_differences(op: str, attrs: dict) -> None:
+    """The envelope-theorem gradients of the exact biases (alpha-CROWN) are the true ones."""
+    r = get_relaxation(op, attrs)
+    l0 = torch.tensor([-3.0, -1.0, 0.5, -0.2, -4.0, 1.0], dtype=torch.float64)
+    u0 = torch.tensor([-1.0, 2.0, 3.0, 0.1, 4.0, 1.5], dtype=torch.float64)
+    a0 = torch.tensor([[0.2, 0.7, 0.4, 0.9, 0.1, 0.5], [0.6, 0.3, 0.8, 0.2, 0.9, 0.5]])
+    a0 = a0.to(torch.float64)
+
+    def total(alpha: torch.Tensor, l: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        lines = r.relax(l, u, alpha)
+        return lines.lb + lines.ub + 0.5 * (lines.lw + lines.uw)
+
+    alpha, l, u = (t.clone().requires_grad_(True) for t in (a0, l0, u0))
+    total(alpha, l, u).sum().backward()
+    h = 1e-6
+    for t0, grad, k in ((a0, alpha.grad, 0), (l0, l.grad, 1), (u0, u.grad, 2)):
+        assert grad is not None
+        for idx in np.ndindex(*t0.shape):
+            args = [a0, l0, u0]
+            up, down = t0.clone(), t0.clone()
+            up[idx] += h
+            down[idx] -= h
+            args[k] = up
+            f_up = total(*args).sum()
+            args[k] = down
+            numeric = (f_up - total(*args).sum()) / (2 * h)
+            assert abs(float(grad[idx]) - float(numeric)) < 1e-4 * (1 + abs(float(numeric))), (
+                f"{op} d/d{'alu'[k]}{idx}: autograd {float(grad[idx])} vs numeric {float(numeric)}"
+            )
