@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -76,6 +77,7 @@ def compute_bounds(
     known: Mapping[str, Bounds] | None = None,
     return_A: bool = False,
     crown_max_elements: int = 4096,
+    time_limit: float | None = None,
     _input_set: Bounds | None = None,
 ) -> SpecBounds:
     """Sound bounds of ``C·y`` for ``y = graph(x)``, ``x`` in ``[lower, upper]``.
@@ -91,11 +93,14 @@ def compute_bounds(
         known: fixed intermediate bounds (branch-and-bound).
         return_A: also return CROWN linear coefficients (see :class:`SpecBounds`).
         crown_max_elements: intermediate nodes larger than this keep IBP bounds.
+        time_limit: seconds for the whole call. Intermediate nodes reached after it
+            keep IBP bounds and alpha-CROWN stops iterating; the result stays sound.
 
     Returns:
         :class:`SpecBounds` with ``[B, S]`` tensors.
     """
     method = Method(method)
+    stop_at = None if time_limit is None else time.monotonic() + max(0.0, time_limit)
     bg = bound_graph(graph)
     if tuple(lower.shape[1:]) != bg.input_shape or lower.shape != upper.shape:
         raise BoundsError(
@@ -113,7 +118,9 @@ def compute_bounds(
         if method is Method.IBP:
             inter = ibp(bg, box, known=known)
         else:
-            inter = crown_bounds(bg, box, known=known, max_elements=crown_max_elements)
+            inter = crown_bounds(
+                bg, box, known=known, max_elements=crown_max_elements, stop_at=stop_at
+            )
         out_ibp = concretize_box(A0, inter[bg.output_name])
         linear, node_A = None, None
         if method is Method.IBP:
@@ -137,12 +144,17 @@ def compute_bounds(
             thr = thresholds.T.to(lb)
             if bound_upper:
                 thr = torch.cat([thr, torch.full_like(thr, float("inf"))])
+        config = alpha or AlphaConfig()
+        if stop_at is not None:
+            left = max(0.0, stop_at - time.monotonic())
+            limit = left if config.time_limit is None else min(config.time_limit, left)
+            config = replace(config, time_limit=limit)
         res_alpha = optimize_bounds(
             bg,
             A0,
             inter,
             thresholds=thr,
-            config=alpha or AlphaConfig(),
+            config=config,
             initial=lb,
             max_elements=crown_max_elements,
         )

@@ -12,6 +12,7 @@ which walks the graph once, forward, refining IBP bounds by CROWN.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -221,6 +222,7 @@ def crown_bounds(
     known: Mapping[str, Bounds] | None = None,
     use_crown: bool = True,
     max_elements: int = 4096,
+    stop_at: float | None = None,
 ) -> dict[str, Bounds]:
     """Intervals of all perturbed nodes: IBP, refined by CROWN where relaxations need them.
 
@@ -232,6 +234,8 @@ def crown_bounds(
         max_elements: nodes with more elements keep their IBP bounds (one CROWN
             row per element would cost more than it tightens; e.g. the pairwise
             differences inside a decomposed softmax).
+        stop_at: a ``time.monotonic()`` deadline; nodes reached after it keep their
+            IBP bounds (sound, looser), so a time budget is never overrun by much.
     """
     known = known or {}
     bounds: dict[str, Bounds] = {bg.input_name: box}
@@ -241,6 +245,8 @@ def crown_bounds(
         if name in known:
             b = b.intersect(known[name])
         bounds[name] = b
+        if stop_at is not None and use_crown and time.monotonic() > stop_at:
+            use_crown = False
         if use_crown and name in need and is_crown_refined(bg, name, max_elements):
             bounds[name] = b.intersect(node_bounds(bg, name, bounds))
     return bounds

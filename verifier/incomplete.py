@@ -104,7 +104,17 @@ def bound_group(
         time_limit=time_limit,
         intermediate=cfg.alpha_intermediate,
     )
-    res = compute_bounds(bg, lo, hi, C, method=method, thresholds=d, bound_upper=False, alpha=alpha)
+    res = compute_bounds(
+        bg,
+        lo,
+        hi,
+        C,
+        method=method,
+        thresholds=d,
+        bound_upper=False,
+        alpha=alpha,
+        time_limit=time_limit,
+    )
     return res.lower[0].detach().cpu().numpy().astype(np.float64)
 
 

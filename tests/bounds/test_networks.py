@@ -145,3 +145,27 @@ def test_linear_bounds_of_split_nodes_hold(name: str) -> None:
     lin = res.linear
     lo = xs.reshape(500, -1) @ lin.lA[:, 0].reshape(lin.lA.shape[0], -1).T + lin.lbias[:, 0]
     assert torch.all(lo <= ys + TOL)
+
+
+def test_zero_time_limit_falls_back_to_ibp_intervals_soundly() -> None:
+    """Past its time limit, compute_bounds stops refining (IBP intervals), still sound."""
+    graph = load_onnx(zoo_model_path("vit"))
+    bg = BoundGraph(graph)
+    lower, upper, C, _ = _box_and_rows(bg, zoo_spec_path("vit"))
+    _, vals = _samples(graph, lower, upper, C, 500)
+    ibp = compute_bounds(bg, lower, upper, C, method="ibp")
+    full = compute_bounds(bg, lower, upper, C, method="crown")
+    for method in ("crown", "alpha-crown"):
+        cut = compute_bounds(
+            bg, lower, upper, C, method=method, time_limit=0.0, alpha=AlphaConfig(iterations=2)
+        )
+        for name, b in cut.intermediate.items():
+            ref = ibp.intermediate[name]
+            if method == "crown":
+                torch.testing.assert_close(b.lower, ref.lower, rtol=0, atol=0)
+                torch.testing.assert_close(b.upper, ref.upper, rtol=0, atol=0)
+            else:  # alpha-CROWN runs one iteration before it checks the clock
+                assert torch.all(b.lower >= ref.lower) and torch.all(b.upper <= ref.upper)
+        assert torch.all(vals >= cut.lower - TOL) and torch.all(vals <= cut.upper + TOL)
+        if method == "crown":
+            assert torch.all(cut.lower <= full.lower + 1e-9)
