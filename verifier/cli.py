@@ -355,7 +355,9 @@ def _setup_logging(verbosity: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (never raises for bad input)."""
-    deadline = Deadline.never()  # started before anything is parsed or loaded
+    # As the process's entry point, the budget also covers interpreter start-up and
+    # imports; called with explicit arguments (from Python), it starts now.
+    deadline = Deadline.since_process_start() if argv is None else Deadline.never()
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         parser, run = _build_parser(args_list)

@@ -8,11 +8,30 @@ gives a sub-stage a share of what is left without ever extending the parent's bu
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Deadline"]
+__all__ = ["Deadline", "process_age"]
+
+_MAX_AGE = 120.0  # a larger age means the clocks disagree; count from now instead
+
+
+def process_age() -> float:
+    """Seconds since this process started (interpreter start-up and imports included).
+
+    Read from ``/proc/self/stat`` (start time in clock ticks since boot) against
+    ``CLOCK_BOOTTIME``; 0 where either is unavailable or the result is implausible.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+    return age if 0.0 <= age <= _MAX_AGE else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +64,15 @@ class Deadline:
     def never(cls) -> Deadline:
         """A deadline that never expires."""
         return cls.after(None)
+
+    @classmethod
+    def since_process_start(cls) -> Deadline:
+        """No limit yet, but ``start`` is when the process started (see :func:`process_age`).
+
+        A time budget given on the command line then also covers start-up and imports.
+        """
+        now = time.monotonic()
+        return cls(end=math.inf, start=now - process_age())
 
     def remaining(self) -> float:
         """Seconds left (``inf`` without a limit, never negative)."""

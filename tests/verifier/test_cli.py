@@ -262,3 +262,20 @@ def test_lut_subcommand_checks_shipped_tables(capsys) -> None:
     assert code == 0 and "bit for bit" in out
     code, _, err = run(capsys, "lut")
     assert code == 2 and err.startswith("error: ")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/stat")
+def test_process_age_counts_start_up_time() -> None:
+    """``process_age`` sees time spent before any of our code ran (the CLI budget uses it)."""
+    code = (
+        "import time; time.sleep(0.6)\n"
+        "from verifier.deadline import Deadline, process_age\n"
+        "d = Deadline.since_process_start()\n"
+        "print(process_age(), d.elapsed())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    age, elapsed = (float(v) for v in out.stdout.split())
+    assert 0.6 <= age < 30.0
+    assert elapsed >= 0.6
