@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .crown import backward_lower, is_crown_refined
+from .crown import backward_lower, is_crown_refined, selector_rows
 from .ibp import node_interval
 from .network import BoundGraph
 from .relax.base import default_split_mask
@@ -232,9 +232,7 @@ def _refresh(
             idx = starts[name][0]
             shape = bg.shape(name)
             n, k, B = math.prod(shape), idx.numel(), b.lower.shape[0]
-            rows = torch.zeros(k, n, dtype=b.lower.dtype, device=b.lower.device)
-            rows[torch.arange(k, device=idx.device), idx] = 1.0
-            rows = rows.unsqueeze(1).expand(k, B, n)
+            rows = selector_rows(n, idx, B, b.lower)
             A0 = torch.cat([rows, -rows]).reshape((2 * k, B) + shape)
             lb = backward_lower(bg, name, A0, cur, alphas=alphas[name]).lower
             lo = b.lower.flatten(1).index_copy(1, idx, lb[:k].T).reshape(b.lower.shape)

@@ -188,9 +188,10 @@ def backward_lower(
     return BackwardResult(lower, a_in if return_input_A else None, recorded, bias)
 
 
-def identity_rows(n: int, start: int, stop: int, B: int, like: Tensor) -> Tensor:
-    rows = torch.zeros(stop - start, n, dtype=like.dtype, device=like.device)
-    rows[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+def selector_rows(n: int, index: Tensor, B: int, like: Tensor) -> Tensor:
+    """One-hot rows ``[k, B, n]`` picking the elements ``index`` (``[k]``) of a node."""
+    rows = torch.zeros(index.numel(), n, dtype=like.dtype, device=like.device)
+    rows[torch.arange(index.numel(), device=like.device), index.to(like.device)] = 1.0
     return rows.unsqueeze(1).expand(-1, B, -1)
 
 
@@ -205,7 +206,7 @@ def node_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Boun
     lows, ups = [], []
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        eye = identity_rows(n, s, e, B, like)
+        eye = selector_rows(n, torch.arange(s, e), B, like)
         A0 = torch.cat([eye, -eye]).reshape((2 * (e - s), B) + shape)
         lb = backward_lower(bg, name, A0, bounds).lower
         lows.append(lb[: e - s])
@@ -279,7 +280,7 @@ def linear_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Li
     n = math.prod(shape)
     like = bounds[bg.input_name].lower
     B = like.shape[0]
-    eye = identity_rows(n, 0, n, B, like)
+    eye = selector_rows(n, torch.arange(n), B, like)
     A0 = torch.cat([eye, -eye]).reshape((2 * n, B) + shape)
     res = backward_lower(bg, name, A0, bounds, return_input_A=True)
     assert res.bias is not None

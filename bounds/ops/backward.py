@@ -5,7 +5,8 @@ The generic step (``bounds.crown``) derives an affine op's transpose with
 sums the functorch overhead dominates (about 0.4 of 0.6 s of CROWN on the vit
 benchmark model). These functions do the same in one tensor operation each.
 Every one is checked against the derived step on the registry's examples
-(``tests/bounds/test_backward_steps.py``).
+(``test_hand_written_backward_equals_the_derived_step`` in
+``tests/bounds/test_ops_soundness.py``).
 
 A step maps the coefficients ``a`` (``[S, B, *out]``) of the objective with respect
 to the op's output to coefficients with respect to each *perturbed* input (in slot
@@ -76,17 +77,26 @@ def _reduce_mean(
     return [_spread(node, a, shapes[0]) / count], None
 
 
+def _route(
+    parts: Sequence[Tensor], consts: Sequence[Tensor | None]
+) -> tuple[list[Tensor], Tensor | None]:
+    """Per input slot, the coefficients ``parts[i]``: kept for perturbed inputs, turned
+    into the bias ``sum(parts[i] * const)`` for constant ones."""
+    grads, bias = [], None
+    for part, const in zip(parts, consts):
+        if const is None:
+            grads.append(part)
+        else:
+            term = (part * const).flatten(2).sum(-1)
+            bias = term if bias is None else bias + term
+    return grads, bias
+
+
 def _add(
     node: Node, a: Tensor, shapes: Sequence[Shape], consts: Sequence[Tensor | None]
 ) -> tuple[list[Tensor], Tensor | None]:
-    grads, bias = [], None
-    for shape, const in zip(shapes, consts):
-        if const is None:
-            grads.append(sum_to(a, tuple(shape)))
-        else:
-            term = (a * const).flatten(2).sum(-1)
-            bias = term if bias is None else bias + term
-    return grads, bias
+    parts = [a if c is not None else sum_to(a, tuple(s)) for s, c in zip(shapes, consts)]
+    return _route(parts, consts)
 
 
 def _gather(node: Node, a: Tensor, shapes: Sequence[Shape], consts) -> tuple[list[Tensor], None]:
@@ -101,15 +111,7 @@ def _concat(
     node: Node, a: Tensor, shapes: Sequence[Shape], consts: Sequence[Tensor | None]
 ) -> tuple[list[Tensor], Tensor | None]:
     axis = int(node.attrs["axis"])
-    parts = a.split([int(shape[axis]) for shape in shapes], dim=2 + axis)
-    grads, bias = [], None
-    for part, const in zip(parts, consts):
-        if const is None:
-            grads.append(part)
-        else:
-            term = (part * const).flatten(2).sum(-1)
-            bias = term if bias is None else bias + term
-    return grads, bias
+    return _route(a.split([int(shape[axis]) for shape in shapes], dim=2 + axis), consts)
 
 
 def _slice(node: Node, a: Tensor, shapes: Sequence[Shape], consts) -> tuple[list[Tensor], None]:
