@@ -18,8 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from branching import BabConfig
+
 __all__ = [
     "AttackConfig",
+    "BabConfig",
     "BoundsConfig",
     "ConfigError",
     "InputError",
@@ -102,7 +105,7 @@ class BoundsConfig:
         alpha_intermediate: alpha-CROWN also optimises the relaxations behind every
             intermediate bound (tighter, several times slower than output-only).
         bab: run branch-and-bound after the incomplete bounds (``--no-bab`` turns it off;
-            branch-and-bound itself is not part of this version, so it has no effect yet).
+            its settings are the ``bab`` section of :class:`VerifyConfig`).
     """
 
     enabled: bool = True
@@ -163,12 +166,14 @@ class VerifyConfig:
         timeout: wall-clock budget in seconds for the whole run (``None``: no limit).
         attack: falsifier settings.
         bounds: incomplete verification settings.
+        bab: branch-and-bound settings (:class:`branching.BabConfig`).
         runtime: device, dtype, seeds and determinism.
     """
 
     timeout: float | None = None
     attack: AttackConfig = field(default_factory=AttackConfig)
     bounds: BoundsConfig = field(default_factory=BoundsConfig)
+    bab: BabConfig = field(default_factory=BabConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
@@ -237,7 +242,9 @@ def _apply(obj: Any, changes: Mapping[str, Any], prefix: str) -> Any:
             updates[key] = _coerce(current, value, prefix + key)
     try:
         return dataclasses.replace(obj, **updates)
-    except TypeError as exc:
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid settings under {prefix or 'config'}: {exc}") from exc
 
 
