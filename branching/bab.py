@@ -246,6 +246,16 @@ class _Search:
             self._report()
         return self.finish(StopReason.PROVED, "every domain verified")
 
+    def _bound_kids(self, kids: DomainBatch, iterations: int) -> BoundResult:
+        """Bound child domains, alpha and beta warm-started from their parent's."""
+        over = {n.name: Bounds(kids[f"lo/{n.name}"], kids[f"up/{n.name}"]) for n in self.nodes}
+        alphas = {k[6:]: v.movedim(0, 2) for k, v in kids.items() if k.startswith("alpha/")}
+        betas = {k[5:]: v.movedim(0, 2) for k, v in kids.items() if k.startswith("beta/")}
+        n = size(kids)
+        lo = self.p.lower.expand(n, *self.p.lower.shape[1:])
+        hi = self.p.upper.expand(n, *self.p.upper.shape[1:])
+        return self._bound(lo, hi, over, alphas, betas, kids["lower"], iterations)
+
     def _bound(
         self,
         lo: Tensor,
@@ -327,14 +337,39 @@ class _Search:
             return self.finish(StopReason.NO_CANDIDATE, "a domain has no neuron left to split")
         if self.cfg.max_depth and bool((batch["depth"] >= self.cfg.max_depth).any()):
             return self.finish(StopReason.MAX_DEPTH, f"depth limit {self.cfg.max_depth} reached")
-        offsets = torch.tensor([0] + [n.size for n in self.nodes]).cumsum(0)
-        node_id = torch.searchsorted(offsets[1:], arg, right=True)
-        neuron = arg - offsets[node_id]
         allpts = torch.cat([points[n.name] for n in self.nodes], dim=1)
-        batch["d_node"] = node_id
-        batch["d_idx"] = neuron
-        batch["d_point"] = allpts.gather(1, arg.unsqueeze(1)).squeeze(1)
+        k = min(self.cfg.filter, allsc.shape[1])
+        if k > 1:
+            top, cand = allsc.topk(k, dim=1)
+            arg = self._filter(batch, cand, top, allpts)
+        self._set_decision(batch, arg, allpts)
         return None
+
+    def _set_decision(self, batch: DomainBatch, arg: Tensor, allpts: Tensor) -> None:
+        """Store the split ``arg`` (flat index over all split nodes) of each domain."""
+        offsets = torch.tensor([0] + [n.size for n in self.nodes], device=arg.device).cumsum(0)
+        node_id = torch.searchsorted(offsets[1:], arg, right=True)
+        batch["d_node"] = node_id
+        batch["d_idx"] = arg - offsets[node_id]
+        batch["d_point"] = allpts.gather(1, arg.unsqueeze(1)).squeeze(1)
+
+    def _filter(self, batch: DomainBatch, cand: Tensor, top: Tensor, allpts: Tensor) -> Tensor:
+        """kFSB-like: bound both children of each of the top-k candidates (one pass, parent's
+        alpha and beta) and keep the candidate whose worse child has the best margin."""
+        n, k = cand.shape
+        trial = {key: torch.cat([v] * k) for key, v in batch.items()}
+        flat = cand.T.reshape(-1)  # candidate-major: trial domain c*n + i
+        self._set_decision(trial, flat, torch.cat([allpts] * k))
+        depth = self.stats.max_depth
+        kids = self._children(trial)
+        self.stats.max_depth = depth
+        res = self._bound_kids(kids, iterations=0)
+        self.stats.domains_filtered += size(kids)
+        margins = self._margins(res.lower).reshape(2, k, n)
+        value = margins.min(0).values  # [k, n]: the worse child
+        value = torch.where(torch.isfinite(top.T) | (top.T > 0), value, -math.inf)
+        best = value.argmax(0)
+        return cand.gather(1, best.unsqueeze(1)).squeeze(1)
 
     def _children(self, parents: DomainBatch) -> DomainBatch:
         """Two children per parent: left ``z_j <= p`` (first half), right ``z_j >= p``."""

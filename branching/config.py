@@ -39,6 +39,9 @@ class BabConfig:
         iterations: alpha/beta Adam steps per round.
         root_iterations: Adam steps for the root domain.
         lr_alpha, lr_beta: step sizes.
+        filter: bound both children of the heuristic's top ``filter`` candidates (one pass,
+            no optimisation) and split the one whose worse child is best (kFSB-like);
+            1 takes the heuristic's choice as is.
         max_memory_mb: cap on the bytes the open domains may hold.
         shortcut_memory_mb: cap on BBPS's root linear bounds of split nodes.
         max_domains: stop with ``max_domains`` after bounding this many (0: no cap).
@@ -60,6 +63,7 @@ class BabConfig:
     root_iterations: int = 20
     lr_alpha: float = 0.1
     lr_beta: float = 0.05
+    filter: int = 4
     max_memory_mb: float = 4096.0
     shortcut_memory_mb: float = 256.0
     max_domains: int = 0
@@ -81,6 +85,7 @@ class BabConfig:
             (self.batch_size >= 1 and self.input_batch_size >= 1, "bab batch sizes must be >= 1"),
             (self.iterations >= 0 and self.root_iterations >= 0, "bab iterations must be >= 0"),
             (self.max_memory_mb > 0, "bab.max_memory_mb must be > 0"),
+            (self.filter >= 1, "bab.filter must be >= 1"),
             (self.max_domains >= 0 and self.max_depth >= 0, "bab caps must be >= 0"),
         ]
         for ok, message in checks:
@@ -100,6 +105,7 @@ class BabStats:
     elapsed_s: float = 0.0
     candidates_checked: int = 0
     peak_domains: int = 0
+    domains_filtered: int = 0
     split: str = ""
 
     @property
@@ -116,6 +122,7 @@ class BabStats:
             "bab_domains_per_sec": round(self.domains_per_s, 2),
             "bab_candidates_checked": self.candidates_checked,
             "bab_peak_domains": self.peak_domains,
+            "bab_domains_filtered": self.domains_filtered,
         }
 
 

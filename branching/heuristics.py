@@ -34,6 +34,9 @@ from bounds.types import Bounds, LinearBounds
 
 from .splits import SplitNode
 
+# Elements of the [S, B, chunk, d] tensors BBPS builds per chunk of neurons.
+_CHUNK_ELEMENTS = 1 << 22
+
 __all__ = ["HEURISTICS", "HeuristicInput", "Shortcut", "babsr_scores", "bbps_scores", "shortcuts"]
 
 
@@ -227,18 +230,35 @@ def bbps_scores(inp: HeuristicInput) -> dict[str, Tensor]:
         lam, mu = base  # [S, B, n]
         lp, ln = lam.clamp(min=0), lam.clamp(max=0)
         R = lp @ sc.WL + ln @ sc.WU  # [S, B, d]
-        corner = mid - torch.sign(R) * rad  # argmin_x R·x, [S, B, d]
-        wl_x = corner @ sc.WL.T  # [S, B, n]: W_L,j · x*
-        wu_x = corner @ sc.WU.T
+        r_base = (R * mid).sum(-1) - (R.abs() * rad).sum(-1)  # [S, B]
+        wl_mid, wu_mid = mid @ sc.WL.T, mid @ sc.WU.T  # [B or 1, n]
         cst = mu + lp * sc.cL + ln * sc.cU
         deltas = []
         for lo, up in _branches(node, b, inp.points[node.name]):
             lam_k, mu_k = lam_mu(inp.bg, node, inp.lA, lo, up, inp.intervals)  # type: ignore[misc]
             kp, kn = lam_k.clamp(min=0), lam_k.clamp(max=0)
+            dp, dn = kp - lp, kn - ln
             cst_k = mu_k + kp * sc.cL + kn * sc.cU
-            deltas.append((kp - lp) * wl_x + (kn - ln) * wu_x + cst_k - cst)
+            lin = (R * mid).sum(-1).unsqueeze(-1) + dp * wl_mid + dn * wu_mid
+            absum = _abs_sum(R, dp, dn, sc, rad)
+            deltas.append(lin - absum - r_base.unsqueeze(-1) + cst_k - cst)
         out[node.name] = _score(inp.margins, deltas, mask)
     return out
+
+
+def _abs_sum(R: Tensor, dp: Tensor, dn: Tensor, sc: Shortcut, rad: Tensor) -> Tensor:
+    """``Σ_i |R + dp_j W_L,j + dn_j W_U,j|_i · rad_i`` for every neuron ``j``: ``[S, B, n]``."""
+    S, B, n = dp.shape
+    d = R.shape[-1]
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, S * B * d))
+    parts = []
+    r = R.unsqueeze(2)  # [S, B, 1, d]
+    rr = rad.unsqueeze(1)  # [B or 1, 1, d]
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        v = r + dp[..., s:e, None] * sc.WL[s:e] + dn[..., s:e, None] * sc.WU[s:e]
+        parts.append((v.abs() * rr).sum(-1))
+    return torch.cat(parts, dim=-1)
 
 
 Heuristic = Callable[[HeuristicInput], dict[str, Tensor]]
