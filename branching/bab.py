@@ -173,7 +173,8 @@ class _Search:
         if self._try(pts):
             return True
         every = self.cfg.attack_every
-        if every and self.cfg.attack_steps and self.stats.rounds % every == 0:
+        rounds_ok = every and self.cfg.attack_steps and self.stats.rounds % every == 0
+        if rounds_ok and self.deadline.remaining() > 1.0:
             blo, bhi = lo, hi
             if lo.shape[0] > 1:  # points are ordered (row, leaf): repeat the boxes per row
                 reps = (A.shape[0],) + (1,) * (lo.dim() - 1)
@@ -441,7 +442,16 @@ class _Search:
         """CROWN lower bounds ``[N, S]`` and input coefficients ``[S, N, *in]`` of boxes."""
         n = lo.shape[0]
         C = self.C.unsqueeze(0).expand(n, *self.C.shape)
-        res = compute_bounds(self.bg, lo, hi, C, method="crown", bound_upper=False, return_A=True)
+        res = compute_bounds(
+            self.bg,
+            lo,
+            hi,
+            C,
+            method="crown",
+            bound_upper=False,
+            return_A=True,
+            time_limit=self.deadline.remaining() if self.deadline.limited else None,
+        )
         assert res.linear is not None
         return res.lower, res.linear.lA
 

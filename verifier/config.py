@@ -73,7 +73,7 @@ class AttackConfig:
     step_fraction: float = 0.1
     rounds: int = 4
     seed: int = 0
-    time_fraction: float = 0.3
+    time_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         _require(self.random_points >= 0, "attack.random_points must be >= 0")

@@ -159,11 +159,13 @@ def run_incomplete(
     device: str,
     stats: dict[str, float],
     open_out: list[OpenGroup] | None = None,
+    time_share: float = 0.8,
 ) -> Result | None:
     """Try to refute every case; ``unsat`` when all are refuted, else None.
 
     ``open_out``, when given, receives an :class:`OpenGroup` per box left open (with the
-    intervals of the last method that ran), for branch-and-bound.
+    intervals of the last method that ran), for branch-and-bound. Each bound computation
+    may use ``time_share`` of the remaining time.
     """
     open_groups = list(range(len(groups)))
     margins: dict[int, np.ndarray] = {}
@@ -176,9 +178,8 @@ def run_incomplete(
             g = groups[gi]
             rows = stack_rows(g.constraints)
             keep: dict = {}
-            lb = bound_group(
-                bg, g.lower, g.upper, rows, method, cfg, device, 0.8 * deadline.remaining(), keep
-            )
+            limit = time_share * deadline.remaining()
+            lb = bound_group(bg, g.lower, g.upper, rows, method, cfg, device, limit, keep)
             if gi in kept:
                 lb = np.maximum(lb, kept[gi].lower)
             if gi not in margins:

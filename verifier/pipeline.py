@@ -38,7 +38,7 @@ import models
 import vnnlib
 from bounds import BoundGraph, BoundsError
 from bounds.relax import DomainError
-from branching import BabProblem, BabStats, StopReason, run_bab
+from branching import BabProblem, BabStats, StopReason, choose_split_mode, run_bab
 from verifier.attack import AttackProgress, CaseGroup, group_cases, iter_candidates
 from verifier.config import InputError, VerifyConfig
 from verifier.deadline import Deadline
@@ -234,6 +234,14 @@ def bounds_stage(ctx: StageContext) -> Result | None:
     try:
         bg = BoundGraph(ctx.problem.graph)
         ctx.bound_graph = bg
+        share = 0.8
+        if cfg.bab:
+            # The search needs time of its own; input splitting bounds its boxes by CROWN
+            # from scratch, so alpha-CROWN's tighter intervals would not be used.
+            share = 0.5
+            if choose_split_mode(bg, ctx.config.bab) == "input" and cfg.method == "alpha-crown":
+                cfg = dataclasses.replace(cfg, method="crown")
+                ctx.notes.append("alpha-CROWN skipped: the search splits the inputs")
         result = run_incomplete(
             bg,
             ctx.problem.groups,
@@ -242,6 +250,7 @@ def bounds_stage(ctx: StageContext) -> Result | None:
             str(ctx.runtime.device),
             ctx.stats,
             ctx.open_groups,
+            time_share=share,
         )
     except (BoundsError, DomainError) as exc:
         ctx.notes.append(f"bounds could not be computed: {exc}")
