@@ -36,6 +36,8 @@ from .splits import SplitNode
 
 # Elements of the [S, B, chunk, d] tensors BBPS builds per chunk of neurons.
 _CHUNK_ELEMENTS = 1 << 22
+#: Largest ``S·B·n·d`` for which BBPS concretises every neuron's change exactly.
+EXACT_ELEMENTS = 1 << 24
 
 __all__ = ["HEURISTICS", "HeuristicInput", "Shortcut", "babsr_scores", "bbps_scores", "shortcuts"]
 
@@ -206,11 +208,11 @@ def _intercept_scores(inp: HeuristicInput, node: SplitNode) -> Tensor:
 def bbps_scores(inp: HeuristicInput) -> dict[str, Tensor]:
     """BBPS estimate with shortcuts (intercept estimate for nodes without a shortcut).
 
-    The concretisation ``min_x (R − row_j + row'_j)·x`` is evaluated at the corner ``x*``
-    minimising the layer-wide shortcut ``R·x``. This is exact whenever changing one
-    neuron's lines does not flip the sign of an input coefficient of ``R`` (one neuron's
-    share of ``R`` is small), never underestimates the true change, and costs one
-    matrix product per branch instead of an ``[S, B, n, d]`` tensor.
+    ``min_x (R − row_j + row'_j)·x`` is computed exactly (``[S, B, chunk, d]`` at a time)
+    while ``S·B·n·d`` stays under :data:`EXACT_ELEMENTS`; beyond that it is evaluated at the
+    corner ``x*`` minimising the layer-wide shortcut ``R·x`` (one matrix product per branch),
+    which is exact whenever one neuron's change does not flip the sign of an input
+    coefficient of ``R`` and otherwise overestimates the change.
     """
     out: dict[str, Tensor] = {}
     box = inp.box
@@ -230,8 +232,14 @@ def bbps_scores(inp: HeuristicInput) -> dict[str, Tensor]:
         lam, mu = base  # [S, B, n]
         lp, ln = lam.clamp(min=0), lam.clamp(max=0)
         R = lp @ sc.WL + ln @ sc.WU  # [S, B, d]
-        r_base = (R * mid).sum(-1) - (R.abs() * rad).sum(-1)  # [S, B]
-        wl_mid, wu_mid = mid @ sc.WL.T, mid @ sc.WU.T  # [B or 1, n]
+        exact = lam.numel() * R.shape[-1] <= EXACT_ELEMENTS
+        r_mid = (R * mid).sum(-1, keepdim=True)
+        r_base = r_mid - (R.abs() * rad).sum(-1, keepdim=True)  # [S, B, 1]
+        if exact:
+            wl_x, wu_x = mid @ sc.WL.T, mid @ sc.WU.T  # [B or 1, n]
+        else:
+            corner = mid - torch.sign(R) * rad  # argmin_x R·x, [S, B, d]
+            wl_x, wu_x = corner @ sc.WL.T, corner @ sc.WU.T  # [S, B, n]
         cst = mu + lp * sc.cL + ln * sc.cU
         deltas = []
         for lo, up in _branches(node, b, inp.points[node.name]):
@@ -239,9 +247,10 @@ def bbps_scores(inp: HeuristicInput) -> dict[str, Tensor]:
             kp, kn = lam_k.clamp(min=0), lam_k.clamp(max=0)
             dp, dn = kp - lp, kn - ln
             cst_k = mu_k + kp * sc.cL + kn * sc.cU
-            lin = (R * mid).sum(-1).unsqueeze(-1) + dp * wl_mid + dn * wu_mid
-            absum = _abs_sum(R, dp, dn, sc, rad)
-            deltas.append(lin - absum - r_base.unsqueeze(-1) + cst_k - cst)
+            change = dp * wl_x + dn * wu_x
+            if exact:
+                change = change + r_mid - _abs_sum(R, dp, dn, sc, rad) - r_base
+            deltas.append(change + cst_k - cst)
         out[node.name] = _score(inp.margins, deltas, mask)
     return out
 
