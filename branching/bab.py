@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import lut
 from bounds import compute_bounds
 from bounds.crown import crown_bounds
 from bounds.deadline import Deadline
@@ -89,12 +90,25 @@ def run_bab(
     *,
     falsify: Falsifier | None = None,
     progress: Progress | None = None,
+    store: lut.TableStore | None = None,
 ) -> BabResult:
-    """Search until the case is proved, refuted, or a limit is hit (see the module doc)."""
+    """Search until the case is proved, refuted, or a limit is hit (see the module doc).
+
+    Args:
+        bg: the prepared graph.
+        problem: the case.
+        config: search settings (defaults when None).
+        deadline: the time budget (none when None).
+        falsify: receives candidate points, returns a confirmed counterexample or None.
+        progress: called with the statistics after every round.
+        store: branching-point tables (:func:`branching.branch_points.engine_store` when
+            None).
+    """
     config = config or BabConfig()
     deadline = deadline or Deadline.never()
     mode = choose_split_mode(bg, config)
     search = _Search(bg, problem, config, deadline, falsify, progress, mode)
+    search.table_store = store
     try:
         with torch.no_grad():
             if mode == "input":
@@ -317,7 +331,7 @@ class _Search:
             b = intervals[n.name]
             masks[n.name] = candidate_mask(self.bg, n, b.lower, b.upper)
             points[n.name] = split_points(
-                self.bg, n, b.lower, b.upper, flat, method=self.cfg.points
+                self.bg, n, b.lower, b.upper, flat, method=self.cfg.points, store=self.table_store
             )
         margins = (batch["lower"] - self.thr).T
         inp = HeuristicInput(

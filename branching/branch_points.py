@@ -1,9 +1,11 @@
 """Branching points for general nonlinearities: the engine's relaxations wired into lut.
 
 lut/ cannot import bounds/ (layering), so this module adapts ``bounds.relax`` to the
-function signatures lut expects, registers them in lut's default store at import
-(so lookups outside a table, fingerprint checks and rebuilds use exactly the
-engine's relaxations), and provides the build command::
+function signatures lut expects and builds :func:`engine_store`: a table store with the
+engine's relaxations registered (so lookups outside a table, fingerprint checks and
+rebuilds use exactly the engine's relaxations). Nothing is registered at import time;
+the store is created on first use and passed explicitly to every lookup. It also
+provides the build command::
 
     python -m branching.branch_points build [--out DIR] [--ops Sigmoid,Tanh] [--check]
     verify lut build ...                                  (same, through the CLI)
@@ -92,7 +94,13 @@ def table_name(op: str, attrs: Mapping[str, Any] | None = None) -> str | None:
     return None
 
 
-def split_points(op: str, attrs: Mapping[str, Any] | None, lower: Tensor, upper: Tensor) -> Tensor:
+def split_points(
+    op: str,
+    attrs: Mapping[str, Any] | None,
+    lower: Tensor,
+    upper: Tensor,
+    store: lut.TableStore | None = None,
+) -> Tensor:
     """Branching points of a unary node's input intervals.
 
     Uses the op's table when one exists (:func:`lut.branching_points`), else
@@ -102,7 +110,7 @@ def split_points(op: str, attrs: Mapping[str, Any] | None, lower: Tensor, upper:
     """
     name = table_name(op, attrs)
     if name is not None and name != lut.MUL:
-        return lut.branching_points(name, lower, upper)
+        return lut.branching_points(name, lower, upper, store=store or engine_store())
     relaxation = get_relaxation(op, attrs)
 
     def relax(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -110,6 +118,19 @@ def split_points(op: str, attrs: Mapping[str, Any] | None, lower: Tensor, upper:
         return lines.lw, lines.lb, lines.uw, lines.ub
 
     return lut.direct_points(relax, lower, upper)
+
+
+_ENGINE_STORE: lut.TableStore | None = None
+
+
+def engine_store() -> lut.TableStore:
+    """The packaged tables with the engine's relaxations registered (created once)."""
+    global _ENGINE_STORE
+    if _ENGINE_STORE is None:
+        store = lut.TableStore()
+        register_engine_relaxations(store)
+        _ENGINE_STORE = store
+    return _ENGINE_STORE
 
 
 def register_engine_relaxations(store: lut.TableStore | None = None) -> list[str]:
@@ -144,6 +165,8 @@ def build_all_tables(
         log.info("table %s: %.2f s, %d bytes -> %s", name, seconds, path.stat().st_size, path)
         report.append((name, seconds, path.stat().st_size))
     lut.DEFAULT_STORE.clear()
+    if _ENGINE_STORE is not None:
+        _ENGINE_STORE.clear()
     return report
 
 
@@ -190,8 +213,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'total':<11} {'':9}   {total:9d} bytes")
     return 0
 
-
-register_engine_relaxations()
 
 if __name__ == "__main__":
     # One intra-op thread: faster on a busy machine at these chunk sizes; the tables

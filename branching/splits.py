@@ -22,7 +22,7 @@ import lut
 from bounds.network import BoundGraph
 from bounds.relax.base import default_split_mask
 
-from .branch_points import table_name
+from .branch_points import engine_store, table_name
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,9 @@ def split_points(
         lower, upper: its intervals ``[B, *shape]``.
         intervals: flattened ``(lower, upper)`` of other nodes (product operands).
         method: "table" (pre-optimised points, REFERENCE §1.c) or "midpoint".
-        store: the branching-point table store (the engine's when None).
+        store: the branching-point table store (:func:`engine_store` when None).
     """
+    store = store or engine_store()
     lo, up = lower.flatten(1), upper.flatten(1)
     mid = 0.5 * (lo + up)
     p = torch.full_like(lo, math.nan)

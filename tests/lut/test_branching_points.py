@@ -76,16 +76,18 @@ def test_packaged_tables_match_the_engine_relaxations(store):
         store.get(name)  # raises StaleTableError if bounds.relax changed since the build
 
 
-def test_default_store_lookup_and_fallback():
+def test_engine_store_lookup_and_fallback():
+    store = bp.engine_store()
+    assert store is bp.engine_store()  # created once, passed explicitly
     l = torch.tensor([-1.0, -300.0, 0.0, 2.0, 5.0], dtype=torch.float32)
     u = torch.tensor([3.0, 250.0, 0.0, 2.0 + 2**-20, 1e6], dtype=torch.float32)
     for op in ("Sigmoid", "Tanh", "Gelu", "Sin", "Cos", "Pow2", "Pow3"):
-        p = lut.branching_points(op, l, u)
+        p = lut.branching_points(op, l, u, store=store)
         assert p.dtype == torch.float32
         assert p[2] == 0.0 and (p[[0, 1, 3, 4]] > l[[0, 1, 3, 4]]).all()
         assert (p[[0, 1, 3, 4]] < u[[0, 1, 3, 4]]).all()
     for op in ("Exp", "Reciprocal", "Sqrt"):
-        p = lut.branching_points(op, l[3:], u[3:])
+        p = lut.branching_points(op, l[3:], u[3:], store=store)
         assert ((p > l[3:]) & (p < u[3:])).all()
 
 
