@@ -1,0 +1,99 @@
+"""Sampled soundness of :func:`bounds.subdomains.bound_subdomains` (alpha + beta, splits).
+
+Subdomains are made by cutting random neurons of split nodes at the median of sampled
+values; a sampled input belongs to a subdomain when every split node's value lies in the
+subdomain's interval. For every subdomain, every such input must satisfy ``C·y >= lower``,
+whatever the (random, non-negative) beta and the (random) alpha warm start.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bounds import BoundGraph, Bounds
+from bounds.crown import crown_bounds
+from bounds.subdomains import BoundRequest, bound_subdomains
+from models import evaluate_all, load_onnx
+from models.zoo import zoo_model_path
+
+NETS = ["mlp_sigmoid", "mlp_tanh", "mlp_relu", "mlp_gelu", "mlp_sin", "acopf", "lstm", "vit"]
+B, N = 6, 3000
+
+
+def _split_nodes(bg: BoundGraph) -> list[str]:
+    from branching.splits import find_split_nodes  # the search's notion of split nodes
+
+    return [n.name for n in find_split_nodes(bg)]
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_subdomain_bounds_hold_on_samples(name: str) -> None:
+    gen = torch.Generator().manual_seed(1)
+    graph = load_onnx(zoo_model_path(name))
+    bg = BoundGraph(graph)
+    shape = bg.input_shape
+    centre = 0.2 * torch.rand((1,) + shape, generator=gen, dtype=torch.float64) - 0.1
+    radius = 0.3 if name not in ("vit", "lstm") else 0.1
+    lo, hi = centre - radius, centre + radius
+    root = crown_bounds(bg, Bounds(lo, hi))
+    xs = lo + (hi - lo) * torch.rand((N,) + shape, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        vals = evaluate_all(bg.graph, xs)
+    splits = _split_nodes(bg)
+    assert splits, f"{name}: no split node"
+    lows = {
+        z: root[z].lower.expand(B, *root[z].lower.shape[1:]).contiguous().clone() for z in splits
+    }
+    ups = {
+        z: root[z].upper.expand(B, *root[z].upper.shape[1:]).contiguous().clone() for z in splits
+    }
+    for b in range(B):  # three cuts per subdomain, at the median of the sampled values
+        for _ in range(3):
+            z = splits[int(torch.randint(0, len(splits), (1,), generator=gen))]
+            v = vals[z].reshape(N, -1)
+            j = int(torch.randint(0, v.shape[1], (1,), generator=gen))
+            p = float(v[:, j].median())
+            side = lows if torch.rand(1, generator=gen).item() < 0.5 else ups
+            side[z][b].view(-1)[j] = p
+    overrides = {z: Bounds(lows[z], ups[z]) for z in splits}
+    inside = torch.ones(B, N, dtype=torch.bool)
+    for z in splits:
+        v = vals[z].reshape(1, N, -1)
+        lo_z, up_z = lows[z].reshape(B, 1, -1), ups[z].reshape(B, 1, -1)
+        inside &= ((v >= lo_z - 1e-12) & (v <= up_z + 1e-12)).all(-1)
+    n_out = math.prod(bg.shape(bg.output_name))
+    C = torch.randn(B, 2, n_out, generator=gen, dtype=torch.float64)
+    betas = {
+        z: 2.0 * torch.rand((2, 2, B) + bg.shape(z), generator=gen, dtype=torch.float64)
+        for z in splits
+    }
+    req = BoundRequest(
+        lower=lo.expand(B, *shape),
+        upper=hi.expand(B, *shape),
+        C=C,
+        thresholds=torch.full((B, 2), math.inf, dtype=torch.float64),
+        base=root,
+        overrides=overrides,
+        betas=betas,
+        iterations=3,
+        input_A=True,
+    )
+    res = bound_subdomains(bg, req)
+    y = vals[bg.output_name].reshape(N, -1)
+    obj = torch.einsum("bso,no->bns", C, y)  # [B, N, S]
+    checked = 0
+    for b in range(B):
+        if bool(res.infeasible[b]):
+            assert not bool(inside[b].any()), "a subdomain with samples was called infeasible"
+            continue
+        pts = obj[b, inside[b]]
+        checked += pts.shape[0]
+        slack = 1e-7 * (1 + pts.abs())
+        assert bool((pts >= res.lower[b] - slack).all()), f"{name}: domain {b} unsound"
+    assert checked > 0
+    assert res.input_A is not None and res.input_A.shape[:2] == (2, B)
+    for z in splits:  # betas stay non-negative after the projection
+        assert bool((res.betas[z] >= 0).all())
