@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -213,11 +214,70 @@ class ProgressLine:
             self.stream.flush()
 
 
+class _Answer:
+    """Writes the run's answer exactly once: from the run, or from the watchdog."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.lock = threading.Lock()
+        self.done = False
+
+    def emit(self, result: Result) -> bool:
+        """Write ``result`` (results file, then stdout) unless an answer was written."""
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+            args = self.args
+            if args.results_file is not None:
+                _write_results_file(args.results_file, result.to_vnncomp())
+            if args.json:
+                print(json.dumps(result_json(result, args.model, args.spec)))
+            else:
+                print(result.to_vnncomp(), end="")
+            sys.stdout.flush()
+            return True
+
+
+def _watchdog(answer: _Answer, deadline: Deadline, grace: float) -> threading.Timer | None:
+    """Past the budget (plus ``grace``), answer ``timeout`` and end the process.
+
+    Stages check the deadline between steps, but a single step on a large graph can run
+    long; the watchdog keeps the promise that the process ends with the budget.
+    """
+    if not deadline.limited:
+        return None
+
+    def fire() -> None:
+        late = Result(
+            Status.TIMEOUT,
+            reason=f"time budget spent ({deadline.elapsed():.1f} s) inside a stage",
+            stop="timeout",
+        )
+        try:
+            emitted = answer.emit(late)
+        except InputError as exc:  # the results file cannot be written: still stop
+            print(f"error: {exc}", file=sys.stderr)
+            emitted = True
+        if emitted:
+            sys.stderr.flush()
+            os._exit(0)
+
+    timer = threading.Timer(deadline.remaining() + grace, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def _run_verify(args: argparse.Namespace, deadline: Deadline) -> int:
     config = config_from_args(args)
     if config.timeout is not None:
         deadline = Deadline(end=deadline.start + config.timeout, start=deadline.start)
     line = ProgressLine()
+    answer = _Answer(args)
+    grace = min(0.5, 0.01 * config.timeout) if config.timeout is not None else 0.0
+    # Only a process of its own may be ended by the watchdog (not a caller's interpreter).
+    timer = _watchdog(answer, deadline, grace) if getattr(args, "owns_process", False) else None
     try:
         result = verify(args.model, args.spec, config, deadline=deadline, progress=line)
     except InputError:
@@ -227,12 +287,9 @@ def _run_verify(args: argparse.Namespace, deadline: Deadline) -> int:
         raise
     finally:
         line.close()
-    if args.results_file is not None:
-        _write_results_file(args.results_file, result.to_vnncomp())
-    if args.json:
-        print(json.dumps(result_json(result, args.model, args.spec)))
-    else:
-        print(result.to_vnncomp(), end="")
+        if timer is not None:
+            timer.cancel()
+    answer.emit(result)
     return 1 if result.status is Status.ERROR else 0
 
 
@@ -422,6 +479,7 @@ def _main(argv: Sequence[str] | None) -> int:
         parser, run = _build_parser(args_list)
         offset = 1 if args_list and args_list[0] in SUBCOMMANDS else 0
         args = parser.parse_args(args_list[offset:])
+        args.owns_process = argv is None
         _setup_logging(args.verbose)
         return run(args, deadline)
     except _ParserExit as exc:

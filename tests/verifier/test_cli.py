@@ -279,3 +279,27 @@ def test_process_age_counts_start_up_time() -> None:
     age, elapsed = (float(v) for v in out.stdout.split())
     assert 0.6 <= age < 30.0
     assert elapsed >= 0.6
+
+
+def test_budget_holds_on_a_large_graph(benchmarks_dir: Path, tmp_path: Path) -> None:
+    """A stage that cannot finish in time still ends the process with ``timeout``
+    (stages check the deadline between steps; the watchdog covers a step that runs long)."""
+    folder = benchmarks_dir / "ml4acopf_2023"
+    results = tmp_path / "out.txt"
+    cmd = [
+        sys.executable,
+        "-m",
+        "verifier.cli",
+        str(folder / "onnx/300_ieee_ml4acopf.onnx"),
+        str(folder / "vnnlib/300_ieee_prop4.vnnlib"),
+        "--timeout",
+        "6",
+        "--json",
+        "--results-file",
+        str(results),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert data["status"] == "timeout" and data["stop"] == "timeout"
+    assert results.read_text().splitlines()[0] == "timeout"
