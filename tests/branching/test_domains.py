@@ -1,0 +1,112 @@
+"""Domain store order and memory cap; split candidates, points and heuristic scores."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bounds import BoundGraph, Bounds
+from bounds.crown import crown_bounds
+from bounds.subdomains import BoundRequest, bound_subdomains
+from branching import HEURISTICS, DomainMemoryError, DomainStore
+from branching.heuristics import HeuristicInput, shortcuts
+from branching.splits import candidate_mask, find_split_nodes, split_points
+from models import load_onnx
+from models.zoo import zoo_model_path
+
+
+def _batch(values: list[float]) -> dict[str, torch.Tensor]:
+    t = torch.tensor(values)
+    return {"margin": t, "payload": t[:, None].repeat(1, 3)}
+
+
+def test_lifo_pops_the_newest_domains_first() -> None:
+    store = DomainStore("lifo")
+    store.push(_batch([1.0, 2.0, 3.0]))
+    store.push(_batch([4.0, 5.0]))
+    assert len(store) == 5
+    assert sorted(store.pop(3)["margin"].tolist()) == [3.0, 4.0, 5.0]
+    assert store.pop(10)["margin"].tolist() == [1.0, 2.0]
+    assert len(store) == 0 and store.pop(4) == {}
+
+
+def test_worst_order_pops_the_smallest_margins() -> None:
+    store = DomainStore("worst")
+    store.push(_batch([0.5, -2.0, 1.0]))
+    store.push(_batch([-1.0, 3.0]))
+    assert sorted(store.pop(2)["margin"].tolist()) == [-2.0, -1.0]
+    assert store.worst() == 0.5
+
+
+def test_memory_cap_raises_before_holding_too_much() -> None:
+    store = DomainStore("lifo", max_bytes=100)
+    store.push(_batch([1.0]))  # 16 bytes
+    with pytest.raises(DomainMemoryError, match="MiB"):
+        store.push(_batch([0.0] * 10))
+    assert len(store) == 1
+
+
+def test_bad_order_is_rejected() -> None:
+    with pytest.raises(ValueError, match="lifo"):
+        DomainStore("fifo-ish")
+
+
+def _root(name: str, radius: float):
+    bg = BoundGraph(load_onnx(zoo_model_path(name)))
+    lo = torch.full((1,) + bg.input_shape, -radius, dtype=torch.float64)
+    hi = -lo
+    return bg, lo, hi, crown_bounds(bg, Bounds(lo, hi))
+
+
+@pytest.mark.parametrize("name", ["mlp_relu", "mlp_sigmoid", "acopf"])
+def test_points_lie_strictly_inside_candidate_intervals(name: str) -> None:
+    bg, lo, hi, root = _root(name, 0.5)
+    flat = {k: (v.lower.flatten(1), v.upper.flatten(1)) for k, v in root.items()}
+    for node in find_split_nodes(bg):
+        b = root[node.name]
+        mask = candidate_mask(bg, node, b.lower, b.upper)
+        for method in ("table", "midpoint"):
+            p = split_points(bg, node, b.lower, b.upper, flat, method=method)
+            l, u = b.lower.flatten(1), b.upper.flatten(1)
+            assert bool(((p > l) & (p < u))[mask].all()), (name, node.name, method)
+            if any(c.op == "Relu" for c in node.consumers):
+                crossing = (l < 0) & (u > 0)
+                assert bool((p[crossing] == 0).all())
+
+
+@pytest.mark.parametrize("heuristic", sorted(HEURISTICS))
+def test_non_candidates_score_minus_infinity(heuristic: str) -> None:
+    bg, lo, hi, root = _root("mlp_relu", 0.5)
+    nodes = find_split_nodes(bg)
+    record = frozenset(c.name for n in nodes for c in n.consumers)
+    C = torch.tensor([[[1.0, -1.0, 0.0, 0.0]]], dtype=torch.float64)
+    res = bound_subdomains(
+        bg,
+        BoundRequest(
+            lo, hi, C, torch.zeros(1, 1, dtype=torch.float64), root, iterations=0, record=record
+        ),
+    )
+    flat = {k: (v.lower.flatten(1), v.upper.flatten(1)) for k, v in root.items()}
+    masks = {n.name: candidate_mask(bg, n, root[n.name].lower, root[n.name].upper) for n in nodes}
+    points = {
+        n.name: split_points(bg, n, root[n.name].lower, root[n.name].upper, flat) for n in nodes
+    }
+    inp = HeuristicInput(
+        bg,
+        nodes,
+        res.intervals,
+        res.lA,
+        (res.lower - 0.0).T,
+        Bounds(lo, hi),
+        masks,
+        points,
+        shortcuts(bg, nodes, root, 1 << 26),
+    )
+    scores = HEURISTICS[heuristic](inp)
+    for n in nodes:
+        s, m = scores[n.name], masks[n.name]
+        assert bool((s[~m] == -math.inf).all())
+        assert bool(torch.isfinite(s[m]).all())
+        assert bool(m.any())
