@@ -39,8 +39,13 @@ from .types import Bounds, BoundsError
 __all__ = ["BoundRequest", "BoundResult", "bound_subdomains", "split_terms"]
 
 # Relative tolerance when deciding that an interval became empty (float rounding of the
-# interval pass must never make a feasible subdomain look infeasible).
+# interval pass must never make a feasible subdomain look infeasible): at least 1e-6, and
+# a thousand rounding units of the dtype.
 _EMPTY_TOL = 1e-6
+
+
+def _empty_tol(dtype: torch.dtype) -> float:
+    return max(_EMPTY_TOL, 1e3 * torch.finfo(dtype).eps)
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,7 @@ def refreshed_intervals(
             b = b.intersect(overrides[name])
         gap = b.lower - b.upper
         if bool((gap > 0).any()):
-            tol = _EMPTY_TOL * (1.0 + b.lower.abs() + b.upper.abs())
+            tol = _empty_tol(b.lower.dtype) * (1.0 + b.lower.abs() + b.upper.abs())
             empty |= (gap > tol).flatten(1).any(1)
             b = Bounds(torch.minimum(b.lower, b.upper), b.upper)
         cur[name] = b
