@@ -304,50 +304,57 @@ def bab_stage(ctx: StageContext) -> Result | None:
     total = BabStats()
     unresolved: list[str] = []
     start = time.perf_counter()
+    # Every open case gets an equal share of what is left (a case that ends early leaves
+    # its time to the next ones), easiest first: cases whose bound came closest to a proof.
+    todo = []
+    for og in ctx.open_groups:
+        for local, done in enumerate(og.refuted):
+            if not done:
+                rows = og.rows.case_of_row == local
+                gap = float(np.max(og.lower[rows] - og.rows.d[rows] - og.margin[rows]))
+                todo.append((-gap, og.index, local, og))
+    todo.sort(key=lambda t: (t[0], t[1], t[2]))
     try:
-        for og in ctx.open_groups:
-            group = ctx.problem.groups[og.index]
+        for pos, (_, gi, local, og) in enumerate(todo):
+            group = ctx.problem.groups[gi]
             shape = (1,) + bg.input_shape
             lo = torch.tensor(group.lower, dtype=dtype, device=device).reshape(shape)
             hi = torch.tensor(group.upper, dtype=dtype, device=device).reshape(shape)
-            for local, done in enumerate(og.refuted):
-                if done:
-                    continue
-                if ctx.deadline.expired():
-                    ctx.stop = StopReason.TIMEOUT.value
-                    unresolved.append(f"case {group.case_indices[local]}: timeout")
-                    continue
-                rows = og.rows.case_of_row == local
-                C, d = og.rows.C[rows], og.rows.d[rows]
-                problem = BabProblem(
-                    lo,
-                    hi,
-                    torch.tensor(C, dtype=dtype, device=device),
-                    torch.tensor(d, dtype=dtype, device=device),
-                    torch.tensor(d + og.margin[rows], dtype=dtype, device=device),
-                    og.intermediate,  # type: ignore[arg-type]
+            if ctx.deadline.expired():
+                ctx.stop = StopReason.TIMEOUT.value
+                unresolved.append(f"case {group.case_indices[local]}: timeout")
+                continue
+            rows = og.rows.case_of_row == local
+            C, d = og.rows.C[rows], og.rows.d[rows]
+            problem = BabProblem(
+                lo,
+                hi,
+                torch.tensor(C, dtype=dtype, device=device),
+                torch.tensor(d, dtype=dtype, device=device),
+                torch.tensor(d + og.margin[rows], dtype=dtype, device=device),
+                og.intermediate,  # type: ignore[arg-type]
+            )
+            res = run_bab(
+                bg,
+                problem,
+                ctx.config.bab,
+                ctx.deadline.child(1.0 / (len(todo) - pos)),
+                falsify=_falsifier(ctx, group, C, d),
+                progress=ctx.progress,
+            )
+            _merge_stats(total, res.stats)
+            case = group.case_indices[local]
+            log.info("bab case %d: %s (%s)", case, res.reason.value, res.detail)
+            if res.reason is StopReason.COUNTEREXAMPLE:
+                ctx.stop = res.reason.value
+                reason = (
+                    f"counterexample for case {res.counterexample.case_index} found during "
+                    "branch-and-bound, confirmed by onnxruntime"
                 )
-                res = run_bab(
-                    bg,
-                    problem,
-                    ctx.config.bab,
-                    ctx.deadline,
-                    falsify=_falsifier(ctx, group, C, d),
-                    progress=ctx.progress,
-                )
-                _merge_stats(total, res.stats)
-                case = group.case_indices[local]
-                log.info("bab case %d: %s (%s)", case, res.reason.value, res.detail)
-                if res.reason is StopReason.COUNTEREXAMPLE:
-                    ctx.stop = res.reason.value
-                    reason = (
-                        f"counterexample for case {res.counterexample.case_index} found during "
-                        "branch-and-bound, confirmed by onnxruntime"
-                    )
-                    return Result(Status.SAT, res.counterexample, reason=reason)
-                if res.reason is not StopReason.PROVED:
-                    ctx.stop = res.reason.value
-                    unresolved.append(f"case {case}: {res.reason.value} ({res.detail})")
+                return Result(Status.SAT, res.counterexample, reason=reason)
+            if res.reason is not StopReason.PROVED:
+                ctx.stop = res.reason.value
+                unresolved.append(f"case {case}: {res.reason.value} ({res.detail})")
     except (BoundsError, DomainError) as exc:
         ctx.notes.append(f"branch-and-bound could not bound a domain: {exc}")
         return None
