@@ -76,7 +76,9 @@ def find_split_nodes(bg: BoundGraph) -> tuple[SplitNode, ...]:
                 continue
             src = info.node.inputs[0]
             readers.setdefault(src, []).append(Consumer(name, "unary", 0, info.node.op))
-        elif info.kind == "product":
+        elif info.kind == "product" and info.node.op == "Mul":
+            # Elementwise products only: a MatMul of two perturbed tensors (attention)
+            # is bounded as one node and its operands are not split (sound, less complete).
             a, b = (info.node.inputs[s] for s in info.perturbed_slots)
             if a == b:
                 continue
