@@ -1,32 +1,21 @@
-"""Shared fixtures: the ../shared benchmark folder (tests skip without it), seeds."""
+"""Shared fixtures: the ../shared benchmark folder (tests skip without it), seeds.
+
+Where the shared folder is and how tests skip without it: ``tests/shared_data.py``.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("NLVERIFY_SHARED", REPO.parent / "shared")).resolve()
-BENCHMARKS = SHARED / "benchmarks"
-
-
-def shared_available() -> bool:
-    return BENCHMARKS.is_dir()
-
-
-requires_shared = pytest.mark.skipif(
-    not shared_available(), reason="../shared/benchmarks is not present"
-)
+from tests.shared_data import require_benchmarks
 
 
 @pytest.fixture
 def benchmarks_dir() -> Path:
-    """Path of ../shared/benchmarks; skips the test when it is absent."""
-    if not shared_available():
-        pytest.skip("../shared/benchmarks is not present")
-    return BENCHMARKS
+    """Path of ../shared/benchmarks (or $NLVERIFY_SHARED/benchmarks); skips when absent."""
+    return require_benchmarks()
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from bounds import AlphaConfig, BoundGraph, compute_bounds
 from bounds.crown import _affine_step, linear_bounds
 from models import evaluate, load_onnx
 from models.zoo import ZOO, zoo_model_path, zoo_spec_path
+from tests.shared_data import parametrize_shared
 from vnnlib import load_vnnlib
 
 TOL = 1e-5
@@ -76,13 +77,11 @@ def test_zoo_network_bounds_are_sound_and_ordered(name: str) -> None:
     assert torch.all(alpha.lower >= crown.lower - 1e-9)
 
 
-def _shared_rows():
-    root = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
-    if not root.is_dir():
-        return []
+def _shared_rows(root: Path) -> list[tuple[str, str, str]]:
     out = []
     for bench in sorted(p for p in root.iterdir() if p.is_dir()):
-        rows = list(csv.reader(open(bench / "instances.csv")))
+        with open(bench / "instances.csv", newline="") as f:
+            rows = list(csv.reader(f))
         seen: set[str] = set()
         for r in rows:
             # every distinct model, but only two of the 45 ACAS Xu networks
@@ -92,11 +91,8 @@ def _shared_rows():
     return out
 
 
-SHARED = _shared_rows()
-
-
-@pytest.mark.parametrize(
-    ("bench", "onnx_rel", "spec_rel"), SHARED, ids=[f"{b}-{Path(o).stem}" for b, o, _ in SHARED]
+@parametrize_shared(
+    ("bench", "onnx_rel", "spec_rel"), _shared_rows, ids=lambda r: f"{r[0]}-{Path(r[1]).stem}"
 )
 def test_shared_model_crown_is_sound(benchmarks_dir, bench, onnx_rel, spec_rel) -> None:
     base = benchmarks_dir / bench

@@ -72,21 +72,36 @@ def _infer_shape(op, ex, nodes, consts, total, names) -> tuple[int, ...]:
     return tuple(y.shape[1:])
 
 
-def _sandwich(g: Graph, rng: np.random.Generator) -> Graph:
-    """x -> Linear -> (original graph body) -> Linear: exercises intermediate bounds."""
+def _sandwich(
+    g: Graph, rng: np.random.Generator, positive_boxes: list[tuple[np.ndarray, ...]] | None = None
+) -> Graph:
+    """x -> Linear -> (original graph body) -> Linear: exercises intermediate bounds.
+
+    With ``positive_boxes`` (domain-restricted ops such as Log, Reciprocal, Sqrt) the
+    first layer gets a bias that puts its output at >= 0.05 on every one of those
+    boxes: its weights keep mixed signs, and the bias is computed from the exact range
+    of a linear map on a box, so every sample and every bound stays inside the domain.
+    """
     n = g.inputs[0].shape[1]
     w1 = rng.standard_normal((n, n)) / np.sqrt(n)
     out = g.outputs[0]
     m = _numel(out.shape)
     w2 = rng.standard_normal((m, 3))
-    nodes = [Node("pre", "Linear", ("x0", "w1"), freeze_attrs({}), (1, n))]
+    pre_inputs: tuple[str, ...] = ("x0", "w1")
+    consts = dict(g.constants, w1=w1, w2=w2)
+    if positive_boxes is not None:
+        pre_lower = np.min(
+            [lo @ np.maximum(w1, 0) + hi @ np.minimum(w1, 0) for lo, hi in positive_boxes], axis=0
+        )
+        consts["b1"] = (0.05 - pre_lower).reshape(n)
+        pre_inputs += ("b1",)
+    nodes = [Node("pre", "Linear", pre_inputs, freeze_attrs({}), (1, n))]
     nodes += [
         Node(nd.name, nd.op, tuple("pre" if i == "x" else i for i in nd.inputs), nd.attrs, nd.shape)
         for nd in g.nodes
     ]
     nodes.append(Node("flat", "Reshape", (out.name,), freeze_attrs({"shape": (1, m)}), (1, m)))
     nodes.append(Node("z", "Linear", ("flat", "w2"), freeze_attrs({}), (1, 3)))
-    consts = dict(g.constants, w1=w1, w2=w2)
     return Graph(
         (ValueInfo("x0", (1, n)),), (ValueInfo("z", (1, 3)),), tuple(nodes), consts
     ).validate()
@@ -145,12 +160,16 @@ UNARY = [
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize(("op", "idx", "ex"), UNARY, ids=[f"{c[0]}-{c[1]}" for c in UNARY])
 def test_sandwiched_op_bounds_contain_samples(op: str, idx: int, ex: OpExample, method: str):
-    if ex.positive_inputs:
-        pytest.skip("domain-restricted op: a linear layer in front could leave its domain")
     rng = np.random.default_rng(100 + idx)
-    g = _sandwich(_single_op_graph(op, ex), rng)
-    n = g.inputs[0].shape[1]
-    _check(g, _boxes(rng, n, False), method)
+    single = _single_op_graph(op, ex)
+    n = single.inputs[0].shape[1]
+    if ex.positive_inputs:  # domain-restricted op: the first layer's bias keeps it in its domain
+        boxes = _boxes(rng, n, False)
+        g = _sandwich(single, rng, positive_boxes=boxes)
+    else:
+        g = _sandwich(single, rng)
+        boxes = _boxes(rng, n, False)
+    _check(g, boxes, method)
 
 
 @pytest.mark.parametrize(("op", "idx", "ex"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])

@@ -15,6 +15,9 @@ from tests.verifier.linear_model import spec_text, write_model
 from verifier import cli
 
 REPO = Path(__file__).resolve().parents[2]
+# Slack on top of a time budget when a test checks that the budget is honoured: generous
+# (a loaded CI machine), yet far below what the work would take if the deadline were ignored.
+DEADLINE_SLACK_S = 10.0
 
 
 @pytest.fixture
@@ -90,12 +93,17 @@ def test_json_output_shape(files, capsys) -> None:
 
 
 def test_timeout_flag_is_respected(files, capsys) -> None:
+    """A 0.5 s budget stops a 10^7-step attack: ``timeout``, long before the attack would end.
+
+    The elapsed-time bound is the property under test (the deadline is honoured), with
+    generous slack for a loaded machine; it is not a speed check.
+    """
     start = time.monotonic()
     argv = (files["model"], files["safe"], "--timeout", 0.5, "--set", "attack.steps=10000000")
     argv += ("--set", "attack.time_fraction=1.0")
     code, out, _ = run(capsys, *argv)
-    assert time.monotonic() - start < 1.5
     assert (code, out) == (0, "timeout\n")
+    assert time.monotonic() - start < 0.5 + DEADLINE_SLACK_S
 
 
 BAD = {
@@ -183,26 +191,22 @@ def test_subprocess_bad_input_has_no_traceback(tmp_path: Path) -> None:
 
 
 def test_check_subcommand_passes_on_linear_model(files, capsys) -> None:
-    pytest.importorskip("verifier.check")
     code, out, _ = run(capsys, "check", files["model"], files["sat"], "--points", 20)
     assert code == 0
     assert "nonlinear ops" in out and "max rel error" in out
 
 
 def test_check_subcommand_over_tolerance_exit_1(files, capsys) -> None:
-    pytest.importorskip("verifier.check")
     code, out, _ = run(capsys, "check", files["model"], "--points", 5, "--tolerance", -1)
     assert code == 1 and "over tolerance" in out
 
 
 def test_check_subcommand_spec_mismatch_exit_2(files, capsys) -> None:
-    pytest.importorskip("verifier.check")
     code, _, err = run(capsys, "check", files["model"], files["x_mismatch"])
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
 
 
 def test_check_subcommand_bad_model_exit_2(files, capsys) -> None:
-    pytest.importorskip("verifier.check")
     code, _, err = run(capsys, "check", files["truncated_onnx"])
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
 

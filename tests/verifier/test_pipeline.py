@@ -16,6 +16,10 @@ from verifier.deadline import Deadline
 from verifier.pipeline import DEFAULT_STAGES, Stage, StageContext, load_problem
 from verifier.result import Result
 
+# Slack on top of a time budget when a test checks that the budget is honoured: generous
+# (a loaded CI machine), yet far below what the work would take if the deadline were ignored.
+DEADLINE_SLACK_S = 10.0
+
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
@@ -68,8 +72,9 @@ def test_timeout_when_attack_outlasts_budget(model: Path, tmp_path: Path) -> Non
     cfg = VerifyConfig(timeout=0.5).with_overrides(attack__steps=10**7, attack__time_fraction=1.0)
     start = time.monotonic()
     res = verify(model, spec, cfg)
-    assert time.monotonic() - start < 1.5
     assert res.status is Status.TIMEOUT and "time budget" in res.reason
+    # the deadline is honoured (the property under test; generous slack, not a speed check)
+    assert time.monotonic() - start < 0.5 + DEADLINE_SLACK_S
 
 
 def test_expired_deadline_before_stages_is_timeout(model: Path, tmp_path: Path) -> None:

@@ -8,30 +8,26 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import pytest
 
+from tests.shared_data import parametrize_shared
 from verifier.ort_check import OrtChecker
 from vnnlib import load_vnnlib, read_counterexample
 
-ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
 
-
-def _cases() -> list[tuple[Path, Path, Path]]:
+def _cases(root: Path) -> list[tuple[Path, Path, Path]]:
     out = []
-    for ce in sorted(ROOT.glob("*/counterexamples/*.counterexample")):
+    for ce in sorted(root.glob("*/counterexamples/*.counterexample")):
         bench = ce.parent.parent
         onnx_stem, spec_stem = ce.stem.split("__")[:2]
-        for row in csv.reader(open(bench / "instances.csv")):
-            if row and Path(row[0]).stem == onnx_stem and Path(row[1]).stem == spec_stem:
-                out.append((ce, bench / row[0], bench / row[1]))
-                break
+        with open(bench / "instances.csv", newline="") as f:
+            for row in csv.reader(f):
+                if row and Path(row[0]).stem == onnx_stem and Path(row[1]).stem == spec_stem:
+                    out.append((ce, bench / row[0], bench / row[1]))
+                    break
     return out
 
 
-CASES = _cases()
-
-
-@pytest.mark.parametrize(("ce", "model", "spec"), CASES, ids=[c[0].stem for c in CASES])
+@parametrize_shared(("ce", "model", "spec"), _cases, ids=lambda c: c[0].stem)
 def test_shipped_counterexample_is_confirmed_by_onnxruntime(benchmarks_dir, ce, model, spec):
     x, _ = read_counterexample(ce)
     checker = OrtChecker(model)
@@ -40,5 +36,5 @@ def test_shipped_counterexample_is_confirmed_by_onnxruntime(benchmarks_dir, ce, 
     assert s.find_violated_case(x, y, atol=1e-4) is not None, f"{ce.name} does not violate"
 
 
-def test_some_counterexamples_found(benchmarks_dir) -> None:
-    assert len(CASES) >= 20
+def test_some_counterexamples_found(benchmarks_dir: Path) -> None:
+    assert len(_cases(benchmarks_dir)) >= 20
