@@ -41,7 +41,7 @@ from bounds.types import Bounds
 from . import attack
 from .config import BabConfig, BabResult, BabStats, StopReason
 from .domains import DomainBatch, DomainMemoryError, DomainStore, size
-from .heuristics import HEURISTICS, HeuristicInput, shortcuts
+from .heuristics import HEURISTICS, INPUT_HEURISTICS, HeuristicInput, shortcuts
 from .splits import candidate_mask, find_split_nodes, split_points
 
 log = logging.getLogger(__name__)
@@ -472,10 +472,10 @@ class _Search:
     def _boxes(
         self, lo: Tensor, hi: Tensor, lower: Tensor, A: Tensor, depth: Tensor
     ) -> DomainBatch:
-        """Box records with the dimension to split next: largest ``|A|·width`` summed over rows."""
+        """Box records with the dimension to split next (the input heuristic's best)."""
         width = (hi - lo).flatten(1)
-        score = (A.abs().flatten(2).sum(0) * width).clone()
-        score[width <= 0] = -1.0
+        score = INPUT_HEURISTICS[self.cfg.input_heuristic](A, lo, hi)
+        score = torch.where(width > 0, score, torch.full_like(score, -1.0))
         dim = score.argmax(1)
         # Without any input sensitivity, halve the widest dimension instead.
         flat = score.max(1).values <= 0

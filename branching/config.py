@@ -32,6 +32,8 @@ class BabConfig:
         split: "auto" (input splitting for inputs of at most ``input_split_max_dims``
             values, activation splitting otherwise), "activation" or "input".
         heuristic: activation heuristic, a key of :data:`branching.heuristics.HEURISTICS`.
+        input_heuristic: input-splitting heuristic, a key of
+            :data:`branching.heuristics.INPUT_HEURISTICS`.
         points: "table" (pre-optimised branching points) or "midpoint".
         batch_size: domains popped per round (each gives two children).
         input_batch_size: boxes popped per round in input splitting.
@@ -55,6 +57,7 @@ class BabConfig:
 
     split: str = "auto"
     heuristic: str = "bbps"
+    input_heuristic: str = "sensitivity"
     points: str = "table"
     batch_size: int = 64
     input_batch_size: int = 512
@@ -75,11 +78,15 @@ class BabConfig:
 
     def __post_init__(self) -> None:
         from .domains import ORDERS
-        from .heuristics import HEURISTICS
+        from .heuristics import HEURISTICS, INPUT_HEURISTICS
 
         checks = [
             (self.split in SPLIT_MODES, f"bab.split must be one of {', '.join(SPLIT_MODES)}"),
             (self.heuristic in HEURISTICS, f"bab.heuristic must be one of {', '.join(HEURISTICS)}"),
+            (
+                self.input_heuristic in INPUT_HEURISTICS,
+                f"bab.input_heuristic must be one of {', '.join(INPUT_HEURISTICS)}",
+            ),
             (self.points in POINT_METHODS, f"bab.points must be one of {', '.join(POINT_METHODS)}"),
             (self.order in ORDERS, f"bab.order must be one of {', '.join(ORDERS)}"),
             (self.batch_size >= 1 and self.input_batch_size >= 1, "bab batch sizes must be >= 1"),

@@ -39,7 +39,15 @@ _CHUNK_ELEMENTS = 1 << 22
 #: Largest ``S·B·n·d`` for which BBPS concretises every neuron's change exactly.
 EXACT_ELEMENTS = 1 << 24
 
-__all__ = ["HEURISTICS", "HeuristicInput", "Shortcut", "babsr_scores", "bbps_scores", "shortcuts"]
+__all__ = [
+    "HEURISTICS",
+    "INPUT_HEURISTICS",
+    "HeuristicInput",
+    "Shortcut",
+    "babsr_scores",
+    "bbps_scores",
+    "shortcuts",
+]
 
 
 @dataclass(frozen=True)
@@ -274,3 +282,27 @@ Heuristic = Callable[[HeuristicInput], dict[str, Tensor]]
 
 #: name -> scoring function (``"bbps"``, ``"babsr"``).
 HEURISTICS: dict[str, Heuristic] = {"bbps": bbps_scores, "babsr": babsr_scores}
+
+
+def sensitivity_scores(A: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """Input splitting: ``Σ_s |A_s,i| · width_i`` per box and input dimension (``[N, d]``).
+
+    ``A`` (``[S, N, *input_shape]``) holds the input coefficients of each box's lower
+    bounds; halving dimension ``i`` shrinks its contribution ``|A_i|·width_i`` the most.
+    """
+    width = (upper - lower).flatten(1)
+    return A.abs().flatten(2).sum(0) * width
+
+
+def widest_scores(A: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """Input splitting baseline: the widest dimension."""
+    return (upper - lower).flatten(1).clone()
+
+
+InputHeuristic = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+#: name -> input-splitting score (``"sensitivity"``: gradient × width, ``"widest"``).
+INPUT_HEURISTICS: dict[str, InputHeuristic] = {
+    "sensitivity": sensitivity_scores,
+    "widest": widest_scores,
+}
