@@ -6,7 +6,7 @@ competition answer (``abcrown_result``). Prints one line per instance and a tabl
 benchmark; exits 1 on any wrong answer.
 
     python tests/benchmarks/bench_complete.py --bench acasxu_2023 --cap 60 [--rows 0:20]
-        [--set bab.heuristic=babsr] [--out results.csv]
+        [--set bab.heuristic=babsr] [--out results.csv] [--jobs 2] [--every K]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,16 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "benchmarks"
 
 
-def _rows(bench: str, sl: str | None) -> list[dict[str, str]]:
+def _rows(bench: str, sl: str | None, every: int = 1) -> list[dict[str, str]]:
     with open(SHARED / bench / "expected.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     if sl:
         a, _, b = sl.partition(":")
         rows = rows[int(a or 0) : int(b) if b else None]
-    return rows
+    return rows[::every]
 
 
-def run_one(bench: str, row: dict[str, str], cap: float, sets: list[str]) -> dict:
+def run_one(bench: str, row: dict[str, str], cap: float, sets: list[str], threads: int = 0) -> dict:
     folder = SHARED / bench
     timeout = min(float(row["timeout"]), cap)
     cmd = [
@@ -50,8 +51,17 @@ def run_one(bench: str, row: dict[str, str], cap: float, sets: list[str]) -> dic
         cmd += ["--set", s]
     start = time.perf_counter()
     try:
+        env = dict(os.environ)
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
         out = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout + 30, cwd=ROOT, check=False
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 30,
+            cwd=ROOT,
+            check=False,
+            env=env,
         )
         wall = time.perf_counter() - start
         data = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
@@ -86,11 +96,19 @@ def main() -> int:
     parser.add_argument("--rows", default=None, help="slice of rows, e.g. 0:20")
     parser.add_argument("--set", dest="sets", action="append", default=[])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--every", type=int, default=1, help="every K-th row (a spread sample)")
+    parser.add_argument("--jobs", type=int, default=1, help="instances at once (1 thread each)")
     args = parser.parse_args()
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = [(b, row) for b in args.bench for row in _rows(b, args.rows, args.every)]
+    threads = 1 if args.jobs > 1 else 0
     results = []
-    for bench in args.bench:
-        for row in _rows(bench, args.rows):
-            r = run_one(bench, row, args.cap, args.sets)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_one, b, row, args.cap, args.sets, threads) for b, row in todo]
+        for fut in futures:
+            r = fut.result()
+            bench = r["bench"]
             results.append(r)
             flag = "  WRONG" if r["wrong"] else ""
             print(
