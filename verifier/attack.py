@@ -37,7 +37,7 @@ import torch
 
 from verifier.config import AttackConfig
 from verifier.deadline import Deadline
-from verifier.ort_check import representable_box
+from verifier.counterexample_check import representable_box
 
 __all__ = [
     "AttackProgress",

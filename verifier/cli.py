@@ -265,7 +265,7 @@ def _first_box(spec_path: Path, model_path: Path) -> tuple[Any, Any]:
 
 
 def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
-    from verifier.check import check_model
+    from verifier.onnx_agreement import check_model
 
     if args.points < 1:
         raise InputError("--points must be at least 1")

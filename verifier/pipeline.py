@@ -9,7 +9,7 @@ Answer semantics:
 * ``unsat`` when the spec has no violation case at all (nothing can violate it), or when
   sound bounds refute every case (CROWN, then alpha-CROWN);
 * ``sat`` only for a counterexample confirmed by onnxruntime on the original ONNX file
-  (see :mod:`verifier.ort_check`);
+  (see :mod:`verifier.counterexample_check`);
 * ``timeout`` when the deadline expired before every stage had completed;
 * ``unknown`` when every stage completed (within the budget) without deciding.
 
@@ -40,7 +40,7 @@ from verifier.attack import AttackProgress, CaseGroup, group_cases, iter_candida
 from verifier.config import InputError, VerifyConfig
 from verifier.deadline import Deadline
 from verifier.incomplete import run_incomplete
-from verifier.ort_check import OrtChecker, OrtCheckError
+from verifier.counterexample_check import OrtChecker, OrtCheckError
 from verifier.result import Result, Status
 from verifier.runtime import Runtime, runtime_context
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from verifier.ort_check import OrtChecker
+from verifier.counterexample_check import OrtChecker
 from vnnlib import load_vnnlib, read_counterexample
 
 ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
