@@ -38,9 +38,9 @@ from bounds import BoundGraph, BoundsError
 from bounds.relax import DomainError
 from verifier.attack import AttackProgress, CaseGroup, group_cases, iter_candidates
 from verifier.config import InputError, VerifyConfig
+from verifier.counterexample_check import OrtChecker, OrtCheckError
 from verifier.deadline import Deadline
 from verifier.incomplete import run_incomplete
-from verifier.counterexample_check import OrtChecker, OrtCheckError
 from verifier.result import Result, Status
 from verifier.runtime import Runtime, runtime_context
 
@@ -52,6 +52,7 @@ __all__ = [
     "load_problem",
     "make_forward",
     "verify",
+    "verify_loaded",
 ]
 
 log = logging.getLogger(__name__)
@@ -303,6 +304,28 @@ def verify(
     Raises:
         InputError: bad input (see the module docstring).
     """
+    return verify_loaded(
+        lambda: load_problem(model_path, spec_path),
+        config,
+        deadline=deadline,
+        stages=stages,
+        **overrides,
+    )
+
+
+def verify_loaded(
+    load: Callable[[], Problem],
+    config: VerifyConfig | None = None,
+    *,
+    deadline: Deadline | None = None,
+    stages: tuple[Stage, ...] = DEFAULT_STAGES,
+    **overrides: Any,
+) -> Result:
+    """:func:`verify` for a problem produced by ``load()`` (a cache, an in-memory model).
+
+    ``load`` runs inside the run's runtime context and its time is reported as ``load_s``;
+    ``Problem.model_path`` must be an ONNX file onnxruntime can open (it confirms ``sat``).
+    """
     config = config if config is not None else VerifyConfig()
     if overrides:
         config = config.with_overrides(**overrides)
@@ -312,7 +335,7 @@ def verify(
     start = time.perf_counter()
     with runtime_context(config.runtime) as rt:
         with _timed(stats, "load_s"):
-            problem = load_problem(model_path, spec_path)
+            problem = load()
         ctx = StageContext(problem, config, deadline, rt, OrtChecker(problem.model_path), stats)
         result = _run_stages(ctx, stages)
     stats["total_s"] = time.perf_counter() - start
