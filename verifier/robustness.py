@@ -141,9 +141,9 @@ class Radius:
         return {
             "certified": self.certified,
             "refuted": _jsonable(self.refuted),
-            "counterexample": None if self.counterexample is None else _jsonable(
-                self.counterexample
-            ),
+            "counterexample": None
+            if self.counterexample is None
+            else _jsonable(self.counterexample),
             "rounds": self.rounds,
             "time_s": self.time_s,
         }
@@ -301,13 +301,18 @@ class RobustnessProblem:
         group = CaseGroup(lo, hi, tuple((C, d) for _, C, d in cases), tuple(range(len(cases))))
         checker = OrtChecker(self.model_path)
         candidates = iter_candidates(
-            self._forward(), (group,), self.config.attack, deadline, device=torch.device("cpu"),
+            self._forward(),
+            (group,),
+            self.config.attack,
+            deadline,
+            device=torch.device("cpu"),
             dtype=torch.float32,
         )
         try:
             for cand in candidates:
-                found = checker.confirm(cand.x, lo, hi, [(i, C, d) for i, (_, C, d) in
-                                                         enumerate(cases)])
+                found = checker.confirm(
+                    cand.x, lo, hi, [(i, C, d) for i, (_, C, d) in enumerate(cases)]
+                )
                 if found is not None:
                     return found.x.reshape(self.input_shape)
         finally:
@@ -359,9 +364,7 @@ class RobustnessProblem:
         zt = z.astype(np.float32).astype(np.float64)
         if np.linalg.norm(zt - x, ord=self.norm) > eps:
             return None
-        if self.domain is not None and (
-            np.any(zt < self.domain[0]) or np.any(zt > self.domain[1])
-        ):
+        if self.domain is not None and (np.any(zt < self.domain[0]) or np.any(zt > self.domain[1])):
             return None
         y = checker.run(zt)
         others = np.delete(y, label)
@@ -388,7 +391,12 @@ def certify(
             if found[n] is not None:
                 status[n] = CertStatus.COUNTEREXAMPLE
     return Certificate(
-        tuple(status), low, tuple(found), labels.copy(), float(eps), problem.norm,
+        tuple(status),
+        low,
+        tuple(found),
+        labels.copy(),
+        float(eps),
+        problem.norm,
         time.perf_counter() - start,
     )
 
