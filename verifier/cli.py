@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 import models
 import vnnlib
-from verifier.config import InputError, VerifyConfig
+from verifier.config import InputError, VerifyConfig, build_config
 from verifier.deadline import Deadline
 from verifier.pipeline import verify
 from verifier.result import Result, Status
@@ -89,6 +89,33 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """``--profile``, ``--config`` and ``--set``: the settings options every command takes."""
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="NAME|FILE",
+        help="settings profile (verifier/profiles/NAME.toml; speed settings only)",
+    )
+    parser.add_argument(
+        "--config",
+        dest="config_files",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="settings file (TOML, or YAML with PyYAML), applied after the profile",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. attack.steps=100 (VALUE parsed as JSON when possible)",
+    )
+
+
 def _configure_verify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="ONNX model")
     parser.add_argument("spec", type=Path, help="VNN-LIB property")
@@ -109,14 +136,7 @@ def _configure_verify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-bab", action="store_true", help="stop after the incomplete bounds (no branching)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. attack.steps=100 (VALUE parsed as JSON when possible)",
-    )
+    add_settings(parser)
     _add_common(parser)
 
 
@@ -132,22 +152,30 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace) -> VerifyConfig:
-    """Defaults, then ``--set`` overrides, then the dedicated flags (validated once)."""
-    overrides: dict[str, Any] = dict(_parse_override(o) for o in args.overrides)
-    if args.timeout is not None:
-        overrides["timeout"] = args.timeout
-    if args.device is not None:
-        overrides["runtime__device"] = args.device
-    if args.dtype is not None:
-        overrides["runtime__dtype"] = args.dtype
-    if args.seed is not None:
+    """The run's settings: defaults, ``--profile``, ``--config`` files, ``--set``, then flags.
+
+    Every command builds its settings here (validated once, frozen).
+    """
+    overrides: dict[str, Any] = dict(_parse_override(o) for o in getattr(args, "overrides", []))
+    flags = {
+        "timeout": "timeout",
+        "device": "runtime__device",
+        "dtype": "runtime__dtype",
+        "method": "bounds__method",
+    }
+    for attr, key in flags.items():
+        if getattr(args, attr, None) is not None:
+            overrides[key] = getattr(args, attr)
+    if getattr(args, "seed", None) is not None:
         overrides["runtime__seed"] = args.seed
         overrides["attack__seed"] = args.seed
-    if getattr(args, "method", None) is not None:
-        overrides["bounds__method"] = args.method
     if getattr(args, "no_bab", False):
         overrides["bounds__bab"] = False
-    return VerifyConfig().with_overrides(**overrides)
+    return build_config(
+        profile=getattr(args, "profile", None),
+        files=getattr(args, "config_files", []),
+        overrides=overrides,
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -156,13 +184,18 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def result_json(result: Result, model: Path, spec: Path) -> dict[str, Any]:
-    """The ``--json`` object: status, reason, timings, stats, counterexample (lists) or null."""
+def result_json(
+    result: Result, model: Path, spec: Path, config: VerifyConfig | None = None
+) -> dict[str, Any]:
+    """The ``--json`` object: status, reason, timings, stats, counterexample (lists) or null,
+    and the effective settings (``config``)."""
     payload = result.to_dict()
     for key in ("timings", "stats"):
         payload[key] = {k: _finite(v) for k, v in payload[key].items()}
     payload["model"] = str(model)
     payload["spec"] = str(spec)
+    if config is not None:
+        payload["config"] = config.to_dict()
     return payload
 
 
@@ -187,7 +220,7 @@ def _run_verify(args: argparse.Namespace, deadline: Deadline) -> int:
     if args.results_file is not None:
         _write_results_file(args.results_file, result.to_vnncomp())
     if args.json:
-        print(json.dumps(result_json(result, args.model, args.spec)))
+        print(json.dumps(result_json(result, args.model, args.spec, config)))
     else:
         print(result.to_vnncomp(), end="")
     return 1 if result.status is Status.ERROR else 0
@@ -205,7 +238,8 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance", type=float, default=1e-5, help="max relative error (default 1e-5)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="default: runtime.seed")
+    add_settings(parser)
     _add_common(parser)
 
 
@@ -267,6 +301,8 @@ def _first_box(spec_path: Path, model_path: Path) -> tuple[Any, Any]:
 def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
     from verifier.onnx_agreement import check_model
 
+    config = config_from_args(args)
+    seed = config.runtime.seed if args.seed is None else args.seed
     if args.points < 1:
         raise InputError("--points must be at least 1")
     for path, what in ((args.model, "model"), (args.spec, "spec")):
@@ -275,7 +311,7 @@ def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
     with _as_input_errors():
         box = None if args.spec is None else _first_box(args.spec, args.model)
         report = check_model(
-            args.model, box=box, n_points=args.points, seed=args.seed, tolerance=args.tolerance
+            args.model, box=box, n_points=args.points, seed=seed, tolerance=args.tolerance
         )
     print(_format_check(report))
     return 0 if report.passed else 1
@@ -284,13 +320,17 @@ def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
 def _run_bounds(args: argparse.Namespace, deadline: Deadline) -> int:
     from verifier import bounds_cmd
 
-    return bounds_cmd.run(args, deadline)
+    config = config_from_args(args)
+    extra = bounds_cmd.overrides(args)
+    return bounds_cmd.run(args, deadline, config.with_overrides(**extra) if extra else config)
 
 
 def _configure_bounds(parser: argparse.ArgumentParser) -> None:
     from verifier import bounds_cmd
 
     bounds_cmd.configure(parser)
+    add_settings(parser)
+    _add_common(parser)
 
 
 def _configure_lut(parser: argparse.ArgumentParser) -> None:
