@@ -140,7 +140,8 @@ def _configure_verify(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
 
 
-def _parse_override(text: str) -> tuple[str, Any]:
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(key__path, value)`` (VALUE parsed as JSON when possible)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise InputError(f"--set expects KEY=VALUE, got {text!r}")
@@ -156,7 +157,7 @@ def config_from_args(args: argparse.Namespace) -> VerifyConfig:
 
     Every command builds its settings here (validated once, frozen).
     """
-    overrides: dict[str, Any] = dict(_parse_override(o) for o in getattr(args, "overrides", []))
+    overrides: dict[str, Any] = dict(parse_override(o) for o in getattr(args, "overrides", []))
     flags = {
         "timeout": "timeout",
         "device": "runtime__device",
@@ -333,6 +334,21 @@ def _configure_bounds(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
 
 
+def _configure_bench(parser: argparse.ArgumentParser) -> None:
+    from verifier.bench import cli as bench_cli
+
+    bench_cli.configure(parser)
+    add_settings(parser)
+    _add_common(parser)
+
+
+def _run_bench(args: argparse.Namespace, deadline: Deadline) -> int:
+    from verifier.bench import cli as bench_cli
+
+    config = config_from_args(args)  # validated here, applied by every instance run
+    return bench_cli.run(args, config)
+
+
 def _configure_lut(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "rest", nargs=argparse.REMAINDER, help="'build [--out DIR] [--ops A,B] [--check]'"
@@ -359,6 +375,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "bounds": Subcommand(
         "print sound bounds of every spec row (per input box)", _configure_bounds, _run_bounds
+    ),
+    "bench": Subcommand(
+        "run VNN-COMP benchmark folders, score them, write reports",
+        _configure_bench,
+        _run_bench,
     ),
     "lut": Subcommand("build or check the branching-point lookup tables", _configure_lut, _run_lut),
 }

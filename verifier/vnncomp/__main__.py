@@ -18,9 +18,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from verifier.cli import add_settings, parse_override
 from verifier.config import InputError
 from verifier.deadline import Deadline
-from verifier.vnncomp.harness import CacheDir, prepare_instance, run_instance
+from verifier.vnncomp.harness import CacheDir, prepare_instance, run_config, run_instance
 
 
 def _cache_dir(arg: Path | None) -> CacheDir:
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("vnnlib", type=Path)
     run.add_argument("results_file", type=Path)
     run.add_argument("timeout", type=float)
+    add_settings(run)
     return parser
 
 
@@ -51,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = Deadline.since_process_start() if argv is None else Deadline.never()
     args = _parser().parse_args(argv)
     level = logging.WARNING if args.verbose == 0 else logging.INFO
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s"
+    )
     cache = _cache_dir(args.cache_dir)
     if args.command == "prepare":
         try:
@@ -62,6 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"prepared {args.onnx.name} ({report.cases} cases) in {report.seconds:.2f} s")
         return 0
     budget = Deadline(end=deadline.start + args.timeout, start=deadline.start)
+    try:
+        config = run_config(
+            args.category,
+            args.timeout,
+            profile=args.profile,
+            files=tuple(args.config_files),
+            overrides=dict(parse_override(o) for o in args.overrides),
+        )
+    except InputError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     result = run_instance(
         args.category,
         args.onnx,
@@ -70,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.timeout,
         cache=cache,
         deadline=budget,
+        config=config,
     )
     print(result.status.word)
     return 0

@@ -28,8 +28,7 @@ from pathlib import Path
 import models
 import vnnlib
 from verifier import loading
-from verifier.config import tomllib
-from verifier.config import InputError, VerifyConfig, build_config
+from verifier.config import InputError, VerifyConfig, build_config, tomllib
 from verifier.deadline import Deadline
 from verifier.pipeline import Problem, load_problem, verify_loaded
 from verifier.result import Result, Status
@@ -157,11 +156,20 @@ def _loader(onnx_path: Path, spec_path: Path, cache: CacheDir | None):
     return load
 
 
-def run_config(category: str, timeout: float, overrides: dict | None = None) -> VerifyConfig:
-    """The settings of one competition run: the category's profile and the time budget."""
+def run_config(
+    category: str,
+    timeout: float,
+    *,
+    profile: str | None = None,
+    files: tuple[Path, ...] = (),
+    overrides: dict | None = None,
+) -> VerifyConfig:
+    """The settings of one run: the category's profile (or ``profile``), settings files,
+    overrides, and the time budget (which nothing overrides)."""
     return build_config(
-        profile=category_profile(category),
-        overrides={"timeout": float(timeout), **(overrides or {})},
+        profile=profile if profile is not None else category_profile(category),
+        files=files,
+        overrides={**(overrides or {}), "timeout": float(timeout)},
     )
 
 
@@ -174,16 +182,17 @@ def run_instance(
     *,
     cache: CacheDir | None = None,
     deadline: Deadline | None = None,
+    config: VerifyConfig | None = None,
 ) -> Result:
     """Verify one instance and write its results file (first line: the answer word).
 
     The old results file is removed first. Bad input gives ``unknown`` (its message is
     logged as an error) so that the file always holds one of ``sat``, ``unsat``,
-    ``timeout``, ``unknown``.
+    ``timeout``, ``unknown``. ``config`` defaults to :func:`run_config` for the category.
     """
     results_file = Path(results_file)
     results_file.unlink(missing_ok=True)
-    config = run_config(category, timeout)
+    config = config if config is not None else run_config(category, timeout)
     if deadline is None:
         deadline = Deadline.after(config.timeout)
     try:
