@@ -167,7 +167,8 @@ def html_report(scored: Sequence[Scored], png: bytes | None, title: str) -> str:
 def write_reports(scored: Sequence[Scored], out_dir: Path, title: str) -> ReportFiles:
     """Write ``report.md``, ``report.html`` and ``cactus.png`` (when matplotlib exists)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = cactus_png(scored, title)
+    n_bench = len({s.row.benchmark for s in scored})
+    png = cactus_png(scored, f"solved vs time: {n_bench} benchmark(s), {len(scored)} instances")
     plot = None
     if png is not None:
         plot = out_dir / "cactus.png"
