@@ -86,15 +86,17 @@ def test_verify_torch_module_in_memory_matches_file(
     assert np.all(np.abs(cex.x - x) <= 1.0 + 1e-7)
 
 
-def test_verify_accepts_modelproto_and_spec_object() -> None:
+def test_verify_accepts_modelproto_and_spec_object(tmp_path: Path) -> None:
     import vnnlib
+    from tests.verifier.linear_model import spec_text, write_model
 
-    proto = onnx.load(str(ZOO / "mlp_sigmoid.onnx"))
-    spec = vnnlib.load_vnnlib(ZOO / "mlp_sigmoid.vnnlib")
-    by_path = verifier.verify(ZOO / "mlp_sigmoid.onnx", ZOO / "mlp_sigmoid.vnnlib", timeout=60)
-    by_object = verifier.verify(proto, spec, timeout=60)
-    assert by_object.status is by_path.status
-    assert by_path.status in (Status.SAT, Status.UNSAT)
+    path = write_model(tmp_path / "lin.onnx")
+    proto = onnx.load(str(path))
+    for hi, want in ((1.0, Status.SAT), (0.5, Status.UNSAT)):
+        text = spec_text(hi=hi)
+        spec = vnnlib.parse_vnnlib(text)
+        assert verifier.verify(proto, spec, timeout=30, attack__steps=5).status is want
+        assert verifier.verify(proto, text, timeout=30, attack__steps=5).status is want
 
 
 def test_verify_rejects_bad_model_type_and_options() -> None:
@@ -159,7 +161,7 @@ def _pgd_margin(graph_path: Path, x: np.ndarray, label: int, eps: float, steps: 
         others = y.clone()
         others[:, label] = -math.inf
         margin = y[:, label] - others.max(1).values
-        best = min(best, float(margin.min()))
+        best = min(best, float(margin.detach().min()))
         (g,) = torch.autograd.grad(margin.sum(), delta)
         with torch.no_grad():
             delta -= 0.05 * eps * g.sign()
