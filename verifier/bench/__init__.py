@@ -125,6 +125,21 @@ def _select(folders: Sequence[Path], limit: int | None) -> tuple[list[Instance],
     return instances, expected
 
 
+def _sat_checker(out: Path, folders: dict[str, Path]) -> Callable[[Row], tuple[bool, str]]:
+    """Checks a ``sat`` row's saved witness with the competition's rules."""
+
+    def check(row: Row) -> tuple[bool, str]:
+        path = _witness_path(out, row.key)
+        if not path.is_file():
+            return False, "witness file missing"
+        _, _, body = path.read_text().partition("\n")
+        folder = folders[row.benchmark]
+        res = check_witness(folder / row.onnx, folder / row.vnnlib, body)
+        return res.valid, res.reason
+
+    return check
+
+
 def run_bench(
     folders: Sequence[str | Path],
     options: BenchOptions,
@@ -178,16 +193,7 @@ def run_bench(
     wanted = {i.key for i in instances}
     rows = [r for r in read_results(results_csv) if r.key in wanted]
 
-    def check_sat(row: Row) -> tuple[bool, str]:
-        path = _witness_path(options.out, row.key)
-        if not path.is_file():
-            return False, "witness file missing"
-        body = path.read_text().split("\n", 1)[1] if "\n" in path.read_text() else ""
-        folder = by_name[row.benchmark]
-        res = check_witness(folder / row.onnx, folder / row.vnnlib, body)
-        return res.valid, res.reason
-
-    scored = score_rows(rows, expected, check_sat)
+    scored = score_rows(rows, expected, _sat_checker(options.out, by_name))
     title = "nlverify on " + ", ".join(f.name for f in folders)
     reports = write_reports(scored, options.out, title)
     return BenchOutcome(tuple(scored), reports, results_csv, skipped=len(instances) - len(todo))
