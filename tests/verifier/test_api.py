@@ -106,11 +106,14 @@ def test_verify_rejects_bad_model_type_and_options() -> None:
         verifier.verify(ZOO / "mlp_sigmoid.onnx", ZOO / "mlp_sigmoid.vnnlib", attack__nope=1)
 
 
-def test_certify_robustness_batched_torch_model() -> None:
+def test_certify_robustness_batched_torch_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torch model certified with no file written; sound margins; real counterexamples."""
     net = _classifier()
     x = torch.rand(4, 6) * 6 - 3  # the net predicts all 3 classes in [-3, 3]^6
     labels = net(x).argmax(1)
-    cert = verifier.certify_robustness(net, x, 1e-3, labels, domain=(-3.0, 3.0), timeout=60)
+    with monkeypatch.context() as m:
+        _no_files(m)
+        cert = verifier.certify_robustness(net, x, 1e-3, labels, domain=(-3.0, 3.0), timeout=60)
     assert cert.status == (CertStatus.CERTIFIED,) * 4
     # the margin bounds are sound: sampled margins in the ball are never below them
     pts = (x[:, None, :] + 1e-3 * (2 * torch.rand(4, 200, 6) - 1)).clamp(-3, 3)
