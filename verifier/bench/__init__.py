@@ -195,5 +195,7 @@ def run_bench(
 
     scored = score_rows(rows, expected, _sat_checker(options.out, by_name))
     title = "nlverify on " + ", ".join(f.name for f in folders)
+    if options.timeout_scale != 1.0:
+        title += f" (timeouts x{options.timeout_scale:g})"
     reports = write_reports(scored, options.out, title)
     return BenchOutcome(tuple(scored), reports, results_csv, skipped=len(instances) - len(todo))
