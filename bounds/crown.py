@@ -144,6 +144,7 @@ def backward_lower(
     alphas: Mapping[str, Tensor] | None = None,
     return_input_A: bool = False,
     record: frozenset[str] | set[str] = frozenset(),
+    split_terms: Mapping[str, tuple[Tensor, Tensor]] | None = None,
 ) -> BackwardResult:
     """Sound lower bound of ``A0 · start`` over the input box ``bounds[input]``.
 
@@ -155,13 +156,24 @@ def backward_lower(
         alphas: optional relaxation parameters per node, ``[n, S, B, *shape]``.
         return_input_A: also return the input coefficients (for BBPS shortcuts).
         record: nonlinear nodes whose output coefficients to return.
+        split_terms: Lagrangian terms of split constraints (beta-CROWN with a bias):
+            node -> ``(coef [S, B, *shape], bias [S, B])``, added to the objective's
+            coefficients with respect to that node's output and to its bias. Built so that
+            the added term ``coef·z + bias`` is ``<= 0`` on the subdomain (e.g.
+            ``-beta·s·(z - p)`` for ``s·(z - p) >= 0``, ``beta >= 0``), which keeps the
+            bound sound.
     """
     alphas = alphas or {}
+    split_terms = split_terms or {}
     acc: dict[str, Tensor] = {start: A0}
     bias = A0.new_zeros(A0.shape[:2])
     node_A: dict[str, Tensor] = {}
     for name in reversed(bg.order[: bg.order.index(start) + 1]):
         a = acc.pop(name, None)
+        term = split_terms.get(name)
+        if term is not None:
+            a = term[0] if a is None else a + term[0]
+            bias = bias + term[1]
         if a is None:
             continue
         info = bg.infos[name]

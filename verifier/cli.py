@@ -18,7 +18,9 @@ import contextlib
 import json
 import logging
 import math
+import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,17 +209,58 @@ def _write_results_file(path: Path, text: str) -> None:
         raise InputError(f"{path}: cannot write the results file: {exc.strerror or exc}") from exc
 
 
+class ProgressLine:
+    """The live branch-and-bound line on stderr: domains left, worst margin, domains/s.
+
+    On a terminal the line is redrawn in place (at most every ``interval`` seconds);
+    otherwise one line is written every ``5 * interval`` seconds.
+    """
+
+    def __init__(self, stream: Any = None, interval: float = 0.5) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval if self.tty else 5 * interval
+        self.last = -math.inf
+        self.drawn = False
+
+    def __call__(self, stats: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        line = (
+            f"bab: {stats.domains_left} domains left, worst margin {stats.worst_margin:.4g}, "
+            f"{stats.domains_per_s:.0f} domains/s, {stats.domains_bounded} bounded, "
+            f"depth {stats.max_depth}, {stats.elapsed_s:.1f} s"
+        )
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+            self.drawn = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the redrawn line (terminal only)."""
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 def _run_verify(args: argparse.Namespace, deadline: Deadline) -> int:
     config = config_from_args(args)
     if config.timeout is not None:
         deadline = Deadline(end=deadline.start + config.timeout, start=deadline.start)
+    line = ProgressLine()
     try:
-        result = verify(args.model, args.spec, config, deadline=deadline)
+        result = verify(args.model, args.spec, config, deadline=deadline, progress=line)
     except InputError:
         if args.results_file is not None:
             with contextlib.suppress(OSError):
                 args.results_file.write_text(Status.ERROR.word + "\n")
         raise
+    finally:
+        line.close()
     if args.results_file is not None:
         _write_results_file(args.results_file, result.to_vnncomp())
     if args.json:
@@ -415,7 +458,23 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (never raises for bad input)."""
+    """Run the command line; returns the exit code (never raises for bad input).
+
+    As the process's entry point (``argv`` None), the process ends right after the
+    answer is flushed: tearing down torch can take a second, which a time budget that
+    counts from process start must not pay.
+    """
+    if argv is None:
+        rc = _main(None)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        logging.shutdown()
+        os._exit(rc)
+    return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     # As the process's entry point, the budget also covers interpreter start-up and
     # imports; called with explicit arguments (from Python), it starts now.
     deadline = Deadline.since_process_start() if argv is None else Deadline.never()

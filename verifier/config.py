@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from branching import BabConfig
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
@@ -26,6 +28,7 @@ except ImportError:  # Python 3.10
 
 __all__ = [
     "AttackConfig",
+    "BabConfig",
     "BoundsConfig",
     "ConfigError",
     "InputError",
@@ -80,7 +83,7 @@ class AttackConfig:
     step_fraction: float = 0.1
     rounds: int = 4
     seed: int = 0
-    time_fraction: float = 0.3
+    time_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         _require(self.random_points >= 0, "attack.random_points must be >= 0")
@@ -112,7 +115,7 @@ class BoundsConfig:
         alpha_intermediate: alpha-CROWN also optimises the relaxations behind every
             intermediate bound (tighter, several times slower than output-only).
         bab: run branch-and-bound after the incomplete bounds (``--no-bab`` turns it off;
-            branch-and-bound itself is not part of this version, so it has no effect yet).
+            its settings are the ``bab`` section of :class:`VerifyConfig`).
     """
 
     enabled: bool = True
@@ -173,12 +176,14 @@ class VerifyConfig:
         timeout: wall-clock budget in seconds for the whole run (``None``: no limit).
         attack: falsifier settings.
         bounds: incomplete verification settings.
+        bab: branch-and-bound settings (:class:`branching.BabConfig`).
         runtime: device, dtype, seeds and determinism.
     """
 
     timeout: float | None = None
     attack: AttackConfig = field(default_factory=AttackConfig)
     bounds: BoundsConfig = field(default_factory=BoundsConfig)
+    bab: BabConfig = field(default_factory=BabConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
@@ -247,7 +252,9 @@ def _apply(obj: Any, changes: Mapping[str, Any], prefix: str) -> Any:
             updates[key] = _coerce(current, value, prefix + key)
     try:
         return dataclasses.replace(obj, **updates)
-    except TypeError as exc:
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid settings under {prefix or 'config'}: {exc}") from exc
 
 

@@ -90,8 +90,13 @@ def bound_group(
     cfg: BoundsConfig,
     device: str,
     time_limit: float | None,
+    keep: dict | None = None,
 ) -> np.ndarray:
-    """Lower bounds ``[S]`` of the group's rows with ``method``."""
+    """Lower bounds ``[S]`` of the group's rows with ``method``.
+
+    ``keep``, when given, receives ``"intermediate"``: the node intervals (batch 1) the
+    bounds were computed with, for branch-and-bound to start from.
+    """
     dtype = _DTYPES[cfg.dtype]
     shape = (1,) + bg.input_shape
     lo = torch.tensor(lower, dtype=dtype, device=device).reshape(shape)
@@ -115,7 +120,30 @@ def bound_group(
         alpha=alpha,
         time_limit=time_limit,
     )
+    if keep is not None:
+        keep["intermediate"] = res.intermediate
     return res.lower[0].detach().cpu().numpy().astype(np.float64)
+
+
+@dataclass(frozen=True)
+class OpenGroup:
+    """A box whose cases the incomplete stage could not all refute.
+
+    Attributes:
+        index: the group's index.
+        rows: its stacked rows.
+        lower: ``[S]`` best lower bounds found.
+        margin: ``[S]`` float32 rounding margins (see :func:`rounding_margin`).
+        refuted: ``[n_cases]`` cases already refuted.
+        intermediate: node intervals of the strongest method run (batch 1).
+    """
+
+    index: int
+    rows: GroupRows
+    lower: np.ndarray
+    margin: np.ndarray
+    refuted: np.ndarray
+    intermediate: object
 
 
 def _methods(cfg: BoundsConfig) -> tuple[str, ...]:
@@ -130,10 +158,18 @@ def run_incomplete(
     deadline: Deadline,
     device: str,
     stats: dict[str, float],
+    open_out: list[OpenGroup] | None = None,
+    time_share: float = 0.8,
 ) -> Result | None:
-    """Try to refute every case; ``unsat`` when all are refuted, else None."""
+    """Try to refute every case; ``unsat`` when all are refuted, else None.
+
+    ``open_out``, when given, receives an :class:`OpenGroup` per box left open (with the
+    intervals of the last method that ran), for branch-and-bound. Each bound computation
+    may use ``time_share`` of the remaining time.
+    """
     open_groups = list(range(len(groups)))
     margins: dict[int, np.ndarray] = {}
+    kept: dict[int, OpenGroup] = {}
     for method in _methods(cfg):
         still_open = []
         for gi in open_groups:
@@ -141,9 +177,11 @@ def run_incomplete(
                 return None
             g = groups[gi]
             rows = stack_rows(g.constraints)
-            lb = bound_group(
-                bg, g.lower, g.upper, rows, method, cfg, device, 0.8 * deadline.remaining()
-            )
+            keep: dict = {}
+            limit = time_share * deadline.remaining()
+            lb = bound_group(bg, g.lower, g.upper, rows, method, cfg, device, limit, keep)
+            if gi in kept:
+                lb = np.maximum(lb, kept[gi].lower)
             if gi not in margins:
                 margins[gi] = rounding_margin(bg.source, g.lower, g.upper, rows)
             done = refuted_cases(lb, rows, len(g.constraints), margins[gi])
@@ -157,8 +195,11 @@ def run_incomplete(
             )
             if not done.all():
                 still_open.append(gi)
+                kept[gi] = OpenGroup(gi, rows, lb, margins[gi], done, keep["intermediate"])
         stats[f"open_after_{method}"] = float(len(still_open))
         open_groups = still_open
         if not open_groups:
             return Result(Status.UNSAT, reason=f"every case refuted by {method}")
+    if open_out is not None:
+        open_out.extend(kept[gi] for gi in open_groups)
     return None

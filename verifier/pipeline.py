@@ -7,9 +7,10 @@ adding a stage (for example incomplete bounds after the falsifier) is one entry 
 Answer semantics:
 
 * ``unsat`` when the spec has no violation case at all (nothing can violate it), or when
-  sound bounds refute every case (CROWN, then alpha-CROWN);
+  sound bounds refute every case (CROWN, then alpha-CROWN, then branch-and-bound on the
+  cases left open);
 * ``sat`` only for a counterexample confirmed by onnxruntime on the original ONNX file
-  (see :mod:`verifier.counterexample_check`);
+  (see :mod:`verifier.counterexample_check`), found by the falsifier or during the search;
 * ``timeout`` when the deadline expired before every stage had completed;
 * ``unknown`` when every stage completed (within the budget) without deciding.
 
@@ -30,18 +31,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import models
 import vnnlib
 from bounds import BoundGraph, BoundsError
 from bounds.relax import DomainError
+from branching import BabProblem, BabStats, StopReason, choose_split_mode, run_bab
 from verifier.attack import AttackProgress, CaseGroup, group_cases, iter_candidates
 from verifier.config import InputError, VerifyConfig
 from verifier.counterexample_check import OrtChecker, OrtCheckError
 from verifier.deadline import Deadline
-from verifier.incomplete import run_incomplete
-from verifier.result import Result, Status
+from verifier.incomplete import OpenGroup, run_incomplete
+from verifier.result import Counterexample, Result, Status
 from verifier.runtime import Runtime, runtime_context
 
 __all__ = [
@@ -92,6 +95,10 @@ class StageContext:
     checker: OrtChecker
     stats: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    open_groups: list[OpenGroup] = field(default_factory=list)
+    bound_graph: BoundGraph | None = None
+    progress: Callable[[BabStats], None] | None = None
+    stop: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +234,24 @@ def bounds_stage(ctx: StageContext) -> Result | None:
         return None
     try:
         bg = BoundGraph(ctx.problem.graph)
+        ctx.bound_graph = bg
+        share = 0.8
+        if cfg.bab:
+            # The search needs time of its own; input splitting bounds its boxes by CROWN
+            # from scratch, so alpha-CROWN's tighter intervals would not be used.
+            share = 0.5
+            if choose_split_mode(bg, ctx.config.bab) == "input" and cfg.method == "alpha-crown":
+                cfg = dataclasses.replace(cfg, method="crown")
+                ctx.notes.append("alpha-CROWN skipped: the search splits the inputs")
         result = run_incomplete(
-            bg, ctx.problem.groups, cfg, ctx.deadline, str(ctx.runtime.device), ctx.stats
+            bg,
+            ctx.problem.groups,
+            cfg,
+            ctx.deadline,
+            str(ctx.runtime.device),
+            ctx.stats,
+            ctx.open_groups,
+            time_share=share,
         )
     except (BoundsError, DomainError) as exc:
         ctx.notes.append(f"bounds could not be computed: {exc}")
@@ -240,10 +263,121 @@ def bounds_stage(ctx: StageContext) -> Result | None:
     return result
 
 
+def _falsifier(ctx: StageContext, group: CaseGroup, C: np.ndarray, d: np.ndarray):
+    """Candidate points -> a counterexample confirmed by onnxruntime, or None.
+
+    Points are screened with our own float64 evaluation first (cheap, batched); the few
+    that come closest to violating the case go to onnxruntime, which alone decides.
+    """
+    forward = make_forward(ctx.problem.graph, ctx.runtime)
+    constraints = [
+        (i, ctx.problem.spec.cases[i].C, ctx.problem.spec.cases[i].d) for i in group.case_indices
+    ]
+    Ct = torch.as_tensor(C, dtype=torch.float64)
+    dt = torch.as_tensor(d, dtype=torch.float64)
+    slack = 1e-6 * (1.0 + float(np.abs(d).max(initial=0.0)))
+
+    def falsify(points: torch.Tensor) -> Counterexample | None:
+        x = points.reshape(points.shape[0], -1).to(torch.float64)
+        with torch.no_grad():
+            y = forward(x.to(ctx.runtime.dtype)).to(torch.float64)
+        worst = (y @ Ct.T - dt).max(-1).values
+        near = torch.nonzero(worst <= slack).flatten()
+        if near.numel() == 0:
+            return None
+        for i in near[torch.argsort(worst[near])][:3].tolist():
+            found = ctx.checker.confirm(x[i].numpy(), group.lower, group.upper, constraints)
+            if found is not None:
+                return found
+        return None
+
+    return falsify
+
+
+def bab_stage(ctx: StageContext) -> Result | None:
+    """Branch-and-bound on every case the incomplete bounds left open (one search each)."""
+    bcfg = ctx.config.bounds
+    if not (bcfg.enabled and bcfg.bab) or ctx.bound_graph is None or not ctx.open_groups:
+        return None
+    bg = ctx.bound_graph
+    dtype = torch.float64 if bcfg.dtype == "float64" else torch.float32
+    device = ctx.runtime.device
+    total = BabStats()
+    unresolved: list[str] = []
+    start = time.perf_counter()
+    try:
+        for og in ctx.open_groups:
+            group = ctx.problem.groups[og.index]
+            shape = (1,) + bg.input_shape
+            lo = torch.tensor(group.lower, dtype=dtype, device=device).reshape(shape)
+            hi = torch.tensor(group.upper, dtype=dtype, device=device).reshape(shape)
+            for local, done in enumerate(og.refuted):
+                if done:
+                    continue
+                if ctx.deadline.expired():
+                    ctx.stop = StopReason.TIMEOUT.value
+                    unresolved.append(f"case {group.case_indices[local]}: timeout")
+                    continue
+                rows = og.rows.case_of_row == local
+                C, d = og.rows.C[rows], og.rows.d[rows]
+                problem = BabProblem(
+                    lo,
+                    hi,
+                    torch.tensor(C, dtype=dtype, device=device),
+                    torch.tensor(d, dtype=dtype, device=device),
+                    torch.tensor(d + og.margin[rows], dtype=dtype, device=device),
+                    og.intermediate,  # type: ignore[arg-type]
+                )
+                res = run_bab(
+                    bg,
+                    problem,
+                    ctx.config.bab,
+                    ctx.deadline,
+                    falsify=_falsifier(ctx, group, C, d),
+                    progress=ctx.progress,
+                )
+                _merge_stats(total, res.stats)
+                case = group.case_indices[local]
+                log.info("bab case %d: %s (%s)", case, res.reason.value, res.detail)
+                if res.reason is StopReason.COUNTEREXAMPLE:
+                    ctx.stop = res.reason.value
+                    reason = (
+                        f"counterexample for case {res.counterexample.case_index} found during "
+                        "branch-and-bound, confirmed by onnxruntime"
+                    )
+                    return Result(Status.SAT, res.counterexample, reason=reason)
+                if res.reason is not StopReason.PROVED:
+                    ctx.stop = res.reason.value
+                    unresolved.append(f"case {case}: {res.reason.value} ({res.detail})")
+    except (BoundsError, DomainError) as exc:
+        ctx.notes.append(f"branch-and-bound could not bound a domain: {exc}")
+        return None
+    finally:
+        total.elapsed_s = time.perf_counter() - start
+        ctx.stats.update(total.to_dict())
+    if unresolved:
+        ctx.notes.append("branch-and-bound left " + "; ".join(unresolved))
+        return None
+    ctx.stop = StopReason.PROVED.value
+    return Result(Status.UNSAT, reason="every case refuted by branch-and-bound")
+
+
+def _merge_stats(total: BabStats, one: BabStats) -> None:
+    total.rounds += one.rounds
+    total.domains_bounded += one.domains_bounded
+    total.max_depth = max(total.max_depth, one.max_depth)
+    total.candidates_checked += one.candidates_checked
+    total.peak_domains = max(total.peak_domains, one.peak_domains)
+    total.domains_left += one.domains_left
+    if one.rounds:
+        total.worst_margin = one.worst_margin
+
+
 DEFAULT_STAGES: tuple[Stage, ...] = (
     Stage("trivial", trivial_stage),
     Stage("attack", attack_stage),
     Stage("bounds", bounds_stage),
+    Stage("bab", bab_stage),
 )
 
 
@@ -265,16 +399,26 @@ def _run_stages(ctx: StageContext, stages: tuple[Stage, ...]) -> Result:
             )
             if ctx.notes:
                 reason += ": " + "; ".join(ctx.notes)
-            return Result(Status.TIMEOUT, reason=reason)
+            return Result(Status.TIMEOUT, reason=reason, stop=StopReason.TIMEOUT.value)
         log.info("stage %s (%.2f s left)", stage.name, ctx.deadline.remaining())
         with _timed(ctx.stats, f"{stage.name}_s"):
             result = stage.run(ctx)
         if result is not None:
-            return dataclasses.replace(result, reason=result.reason or f"decided by {stage.name}")
+            stop = ctx.stop or _STOP_OF_STATUS.get(result.status, "")
+            reason = result.reason or f"decided by {stage.name}"
+            return dataclasses.replace(result, reason=reason, stop=stop)
     if ctx.deadline.expired():
         reason = f"time budget spent ({ctx.deadline.elapsed():.1f} s): " + "; ".join(ctx.notes)
-        return Result(Status.TIMEOUT, reason=reason)
-    return Result(Status.UNKNOWN, reason="; ".join(ctx.notes) or "no stage decided")
+        return Result(Status.TIMEOUT, reason=reason, stop=StopReason.TIMEOUT.value)
+    reason = "; ".join(ctx.notes) or "no stage decided"
+    return Result(Status.UNKNOWN, reason=reason, stop=ctx.stop or "incomplete")
+
+
+_STOP_OF_STATUS = {
+    Status.SAT: StopReason.COUNTEREXAMPLE.value,
+    Status.UNSAT: StopReason.PROVED.value,
+    Status.TIMEOUT: StopReason.TIMEOUT.value,
+}
 
 
 def verify(
@@ -284,6 +428,7 @@ def verify(
     *,
     deadline: Deadline | None = None,
     stages: tuple[Stage, ...] = DEFAULT_STAGES,
+    progress: Callable[[BabStats], None] | None = None,
     **overrides: Any,
 ) -> Result:
     """Verify that the model satisfies the spec.
@@ -295,6 +440,7 @@ def verify(
             ``deadline`` is not given.
         deadline: an already running budget (the CLI starts it before loading anything).
         stages: the stage sequence (:data:`DEFAULT_STAGES`).
+        progress: called with the search statistics after every branch-and-bound round.
         **overrides: settings applied on top of ``config`` (see
             :meth:`VerifyConfig.with_overrides`), e.g. ``timeout=5, attack__steps=20``.
 
@@ -309,6 +455,7 @@ def verify(
         config,
         deadline=deadline,
         stages=stages,
+        progress=progress,
         **overrides,
     )
 
@@ -319,6 +466,7 @@ def verify_loaded(
     *,
     deadline: Deadline | None = None,
     stages: tuple[Stage, ...] = DEFAULT_STAGES,
+    progress: Callable[[BabStats], None] | None = None,
     **overrides: Any,
 ) -> Result:
     """:func:`verify` for a problem produced by ``load()`` (a cache, an in-memory model).
@@ -337,6 +485,7 @@ def verify_loaded(
         with _timed(stats, "load_s"):
             problem = load()
         ctx = StageContext(problem, config, deadline, rt, OrtChecker(problem.model_path), stats)
+        ctx.progress = progress
         result = _run_stages(ctx, stages)
     stats["total_s"] = time.perf_counter() - start
     log.info("result: %s (%s)", result.status.word, result.reason)

@@ -75,12 +75,16 @@ class Result:
         counterexample: present exactly when ``status`` is ``SAT``.
         reason: one human-readable line saying why the run ended this way.
         stats: timings in seconds (``*_s`` keys) and counters, read-only.
+        stop: why the run stopped, one word: ``proved``, ``counterexample``, ``timeout``,
+            ``memory``, ``no_candidate``, ``max_domains``, ``max_depth`` (the search's
+            reasons) or ``incomplete`` (bounds could not decide and no search ran).
     """
 
     status: Status
     counterexample: Counterexample | None = None
     reason: str = ""
     stats: Mapping[str, float] = field(default_factory=dict)
+    stop: str = ""
 
     def __post_init__(self) -> None:
         if (self.status is Status.SAT) != (self.counterexample is not None):
@@ -105,6 +109,7 @@ class Result:
         """JSON-friendly form: status, reason, timings (``*_s``), other stats, counterexample."""
         return {
             "status": self.status.word,
+            "stop": self.stop,
             "reason": self.reason,
             "timings": {k: v for k, v in self.stats.items() if k.endswith("_s")},
             "stats": {k: v for k, v in self.stats.items() if not k.endswith("_s")},

@@ -54,5 +54,12 @@ def test_no_proof_when_property_is_violated(tmp_path) -> None:
     path.write_text("\n".join(lines) + "\n")
     res = verify(zoo_model_path("mlp_tanh"), path, timeout=60)
     assert res.status is Status.SAT
+    # Without the falsifier, the search's own candidates find it.
     res = verify(zoo_model_path("mlp_tanh"), path, timeout=60, attack__enabled=False)
-    assert res.status is Status.UNKNOWN
+    assert res.status is Status.SAT and res.stop == "counterexample"
+    assert res.stats["bab_candidates_checked"] >= 1
+    # Bounds alone can only say unknown.
+    res = verify(
+        zoo_model_path("mlp_tanh"), path, timeout=60, attack__enabled=False, bounds__bab=False
+    )
+    assert res.status is Status.UNKNOWN and res.stop == "incomplete"

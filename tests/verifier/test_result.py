@@ -50,10 +50,13 @@ def test_results_file_for_sat_round_trips() -> None:
 
 def test_to_dict_is_json_ready() -> None:
     ce = Counterexample(x=[1.0, 2.0], y=[3.0], case_index=1)
-    res = Result(Status.SAT, ce, reason="found", stats={"total_s": 1.5, "points": 3})
+    res = Result(
+        Status.SAT, ce, reason="found", stats={"total_s": 1.5, "points": 3}, stop="counterexample"
+    )
     data = json.loads(json.dumps(res.to_dict()))
     assert data == {
         "status": "sat",
+        "stop": "counterexample",
         "reason": "found",
         "timings": {"total_s": 1.5},
         "stats": {"points": 3},

@@ -1,0 +1,285 @@
+"""Bounds of many subdomains in one call: the interface between bounds/ and branching/.
+
+A subdomain is the root input box with some intermediate intervals narrowed by splits
+(activation-space branch-and-bound, REFERENCE §1.a) or a smaller input box (input
+splitting). :func:`bound_subdomains` takes one :class:`BoundRequest` (batched over ``B``
+subdomains) and returns one :class:`BoundResult`:
+
+* the intervals of every node are the root's (``base``), narrowed by the per-domain
+  ``overrides`` of split nodes and refreshed by one interval pass, so a split also
+  tightens every later node for free; a subdomain whose intervals become empty is
+  infeasible (nothing to prove there);
+* alpha (relaxation parameters) and beta (multipliers of the split constraints, with the
+  split point as a bias: ``beta·s·(z - p)``) are optimised jointly by Adam, warm-started
+  from the parent's values;
+* the result carries what branching needs next: the optimised alpha and beta, the
+  coefficients ``lA`` of the objective with respect to every nonlinear node's output
+  (BBPS), and the input coefficients of the lower bound (candidate counterexamples).
+
+Intermediate nodes are not re-bounded by CROWN here (the reference's
+``fix_interm_bounds``): only the output bound is optimised.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .alpha import _param_groups, init_alphas, project_
+from .crown import backward_lower
+from .deadline import Deadline
+from .ibp import node_interval
+from .network import BoundGraph
+from .types import Bounds, BoundsError
+
+__all__ = ["BoundRequest", "BoundResult", "bound_subdomains", "split_terms"]
+
+# Relative tolerance when deciding that an interval became empty (float rounding of the
+# interval pass must never make a feasible subdomain look infeasible).
+_EMPTY_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class BoundRequest:
+    """What to bound: ``B`` subdomains, ``S`` objective rows each.
+
+    Attributes:
+        lower, upper: input boxes ``[B, *input_shape]``.
+        C: ``[B, S, n_out]`` objective rows; the lower bounds of ``C·y`` are computed.
+        thresholds: ``[B, S]``; a subdomain is verified when some row's bound exceeds its
+            threshold, and optimisation stops for verified subdomains.
+        base: intervals valid in every subdomain (the root's), batch 1 or ``B``.
+        overrides: per-domain intervals ``[B, *shape]`` of split nodes (subsets of base).
+        alphas: warm-start relaxation parameters ``[n, S, B, *shape]`` per node (None:
+            the default relaxation's).
+        betas: warm-start multipliers ``[2, S, B, *shape]`` per split node (lower and
+            upper constraint; None: zeros).
+        iterations: Adam steps (0: one pass with the given parameters).
+        lr_alpha, lr_beta: step sizes.
+        lr_decay: per-iteration decay of both step sizes.
+        deadline: stop iterating when it expires (the best bound so far is returned).
+        record: nonlinear nodes whose output coefficients ``lA`` to return.
+        input_A: also return the input coefficients of the final pass.
+        refresh: run the interval pass over the whole graph (else use base/overrides as is).
+        initial: ``[B, S]`` known sound lower bounds (e.g. the parent's) to start from.
+    """
+
+    lower: Tensor
+    upper: Tensor
+    C: Tensor
+    thresholds: Tensor
+    base: Mapping[str, Bounds]
+    overrides: Mapping[str, Bounds] = field(default_factory=dict)
+    alphas: Mapping[str, Tensor] | None = None
+    betas: Mapping[str, Tensor] | None = None
+    iterations: int = 10
+    lr_alpha: float = 0.1
+    lr_beta: float = 0.05
+    lr_decay: float = 0.98
+    deadline: Deadline | None = None
+    record: frozenset[str] = frozenset()
+    input_A: bool = False
+    refresh: bool = True
+    initial: Tensor | None = None
+
+
+@dataclass
+class BoundResult:
+    """Bounds of a :class:`BoundRequest`.
+
+    Attributes:
+        lower: ``[B, S]`` sound lower bounds of ``C·y`` (``+inf`` rows in infeasible
+            subdomains).
+        infeasible: ``[B]``: the split constraints contradict each other (empty subdomain).
+        intervals: node -> ``[B, *shape]`` intervals used (after the refresh).
+        alphas, betas: the optimised parameters (detached), same layout as the request's.
+        lA: node -> ``[S, B, *shape]`` objective coefficients w.r.t. the node's output.
+        input_A: ``[S, B, *input_shape]`` coefficients of the final lower bound w.r.t. the
+            input (None unless requested).
+        iterations: Adam steps taken.
+    """
+
+    lower: Tensor
+    infeasible: Tensor
+    intervals: dict[str, Bounds]
+    alphas: dict[str, Tensor]
+    betas: dict[str, Tensor]
+    lA: dict[str, Tensor]
+    input_A: Tensor | None
+    iterations: int
+
+
+def _expand(b: Bounds, B: int) -> Bounds:
+    if b.lower.shape[0] == B:
+        return b
+    return Bounds(b.lower.expand(B, *b.lower.shape[1:]), b.upper.expand(B, *b.upper.shape[1:]))
+
+
+def refreshed_intervals(
+    bg: BoundGraph,
+    box: Bounds,
+    base: Mapping[str, Bounds],
+    overrides: Mapping[str, Bounds],
+) -> tuple[dict[str, Bounds], Tensor]:
+    """Intervals of every node: an interval pass intersected with base and overrides.
+
+    Returns the intervals and an ``[B]`` mask of infeasible subdomains (some interval
+    empty beyond rounding). Empty intervals are widened back to a point so that the
+    relaxations stay well defined; those subdomains are discarded by the caller.
+    """
+    B = box.lower.shape[0]
+    cur: dict[str, Bounds] = {bg.input_name: box}
+    empty = torch.zeros(B, dtype=torch.bool, device=box.lower.device)
+    for name in bg.order:
+        b = node_interval(bg, bg.infos[name], cur)
+        if name in base:
+            b = b.intersect(_expand(base[name], B))
+        if name in overrides:
+            b = b.intersect(overrides[name])
+        gap = b.lower - b.upper
+        if bool((gap > 0).any()):
+            tol = _EMPTY_TOL * (1.0 + b.lower.abs() + b.upper.abs())
+            empty |= (gap > tol).flatten(1).any(1)
+            b = Bounds(torch.minimum(b.lower, b.upper), b.upper)
+        cur[name] = b
+    return cur, empty
+
+
+def split_terms(
+    base: Mapping[str, Bounds],
+    intervals: Mapping[str, Bounds],
+    betas: Mapping[str, Tensor],
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Lagrangian terms ``-b0·(z - l) + b1·(z - u)`` of the split constraints.
+
+    For a split node ``z`` whose interval ``[l, u]`` is narrower than the root's, the
+    subdomain satisfies ``z >= l`` where ``l`` was raised and ``z <= u`` where ``u`` was
+    lowered; each term is ``<= 0`` there for ``b0, b1 >= 0`` (betas ``[2, S, B, *shape]``).
+    """
+    out: dict[str, tuple[Tensor, Tensor]] = {}
+    for name, beta in betas.items():
+        root, cur = base[name], intervals[name]
+        lo_on = (cur.lower > root.lower).to(beta.dtype)
+        up_on = (cur.upper < root.upper).to(beta.dtype)
+        b0, b1 = beta[0] * lo_on, beta[1] * up_on
+        coef = b1 - b0
+        lo = torch.where(lo_on > 0, cur.lower, torch.zeros_like(cur.lower))
+        up = torch.where(up_on > 0, cur.upper, torch.zeros_like(cur.upper))
+        bias = (b0 * lo - b1 * up).flatten(2).sum(-1)
+        out[name] = (coef, bias)
+    return out
+
+
+def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
+    """Optimise alpha and beta for every subdomain of ``req``; see the module docstring."""
+    B, S = req.C.shape[0], req.C.shape[1]
+    if req.lower.shape[0] != B or req.thresholds.shape != (B, S):
+        raise BoundsError(
+            f"request shapes disagree: box {tuple(req.lower.shape)}, C {tuple(req.C.shape)}, "
+            f"thresholds {tuple(req.thresholds.shape)}"
+        )
+    box = Bounds(req.lower, req.upper)
+    with torch.no_grad():
+        if req.refresh:
+            intervals, infeasible = refreshed_intervals(bg, box, req.base, req.overrides)
+        else:
+            intervals = {k: _expand(v, B) for k, v in req.base.items()}
+            intervals.update(req.overrides)
+            intervals[bg.input_name] = box
+            infeasible = torch.zeros(B, dtype=torch.bool, device=req.lower.device)
+    out_shape = bg.shape(bg.output_name)
+    A0 = req.C.to(req.lower).transpose(0, 1).reshape((S, B) + out_shape)
+    thr = req.thresholds.T.to(req.lower)
+
+    alphas = _start_alphas(bg, intervals, S, req.alphas)
+    split_nodes = [n for n in req.overrides if n in bg.infos]
+    betas = {}
+    for name in split_nodes:
+        warm = None if req.betas is None else req.betas.get(name)
+        shape = (2, S, B) + bg.shape(name)
+        t = warm.to(req.lower).clone() if warm is not None else req.lower.new_zeros(shape)
+        betas[name] = t.requires_grad_(True)
+    base = {n: _expand(req.base[n], B) if n in req.base else intervals[n] for n in split_nodes}
+
+    best = torch.full((S, B), -math.inf, dtype=req.lower.dtype, device=req.lower.device)
+    if req.initial is not None:
+        best = torch.maximum(best, req.initial.T.to(best))
+    groups = _param_groups(bg, alphas, req.lr_alpha)
+    if betas:
+        groups.append({"params": list(betas.values()), "lr": req.lr_beta})
+    opt = None
+    if req.iterations > 0 and groups:
+        opt = torch.optim.Adam(groups)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, req.lr_decay)
+    lA: dict[str, Tensor] = {}
+    input_A = None
+    steps = 0
+    for it in range(req.iterations + 1):
+        last = it == req.iterations or opt is None
+        with torch.set_grad_enabled(not last):
+            terms = split_terms(base, intervals, betas) if betas else None
+            res = backward_lower(
+                bg,
+                bg.output_name,
+                A0,
+                intervals,
+                alphas=alphas,
+                split_terms=terms,
+                record=req.record,
+                return_input_A=req.input_A,
+            )
+        lb = res.lower
+        with torch.no_grad():
+            best = torch.maximum(best, lb.detach())
+            done = (best > thr).any(0) | infeasible
+            lA = {k: v.detach() for k, v in (res.node_A or {}).items()}
+            input_A = None if res.input_A is None else res.input_A.detach()
+        if last or bool(done.all()):
+            break
+        if req.deadline is not None and req.deadline.expired():
+            break
+        active = (~done).unsqueeze(0) & (best <= thr)
+        loss = -(lb * active).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for g in groups:
+            for p in g["params"]:
+                if p.grad is not None:
+                    p.grad.nan_to_num_(0.0, 0.0, 0.0)
+        opt.step()
+        sched.step()
+        steps += 1
+        with torch.no_grad():
+            project_(bg, alphas)
+            for t in betas.values():
+                t.clamp_(min=0.0)
+    lower = best.T.contiguous()
+    lower[infeasible] = math.inf
+    return BoundResult(
+        lower=lower,
+        infeasible=infeasible,
+        intervals=intervals,
+        alphas={k: v.detach() for k, v in alphas.items()},
+        betas={k: v.detach() for k, v in betas.items()},
+        lA=lA,
+        input_A=input_A,
+        iterations=steps,
+    )
+
+
+def _start_alphas(
+    bg: BoundGraph,
+    intervals: Mapping[str, Bounds],
+    S: int,
+    warm: Mapping[str, Tensor] | None,
+) -> dict[str, Tensor]:
+    """Parameters to optimise: the warm start where given, else the default relaxation's."""
+    warm = warm or {}
+    fresh = init_alphas(bg, intervals, S, nodes={n for n in bg.infos if n not in warm})
+    for name, t in warm.items():
+        fresh[name] = t.to(intervals[bg.input_name].lower).clone().requires_grad_(True)
+    return fresh

@@ -1,0 +1,489 @@
+"""Branch-and-bound over general nonlinearities (GenBaB, REFERENCE §1.a) and over inputs.
+
+One case of a spec at a time: rows ``C`` (``[S, n_out]``) with thresholds; a domain is
+verified when some row's sound lower bound exceeds its threshold, and the case holds
+when every domain is verified (or infeasible). Each round:
+
+1. pop a batch of domains (LIFO by default) with their pending branching decision;
+2. make two children per domain (activation split: the chosen neuron's interval is cut at
+   its split point; input split: the chosen input dimension is halved);
+3. bound all children in one batched call (alpha and beta warm-started from the parent;
+   input boxes: CROWN with fresh intermediate bounds);
+4. propose counterexamples (the minimising corners of each leaf's linear bound, and PGD
+   from the most promising leaves every few rounds) to the caller's ``falsify``;
+5. drop verified children, choose the next split of each survivor (BBPS by default) and
+   push them back.
+
+The search stops with a :class:`StopReason`: proved, counterexample, timeout, memory, no
+candidate left, or a configured cap on domains or depth.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bounds import compute_bounds
+from bounds.crown import crown_bounds
+from bounds.deadline import Deadline
+from bounds.network import BoundGraph
+from bounds.subdomains import BoundRequest, BoundResult, bound_subdomains
+from bounds.types import Bounds
+
+from . import attack
+from .config import BabConfig, BabResult, BabStats, StopReason
+from .domains import DomainBatch, DomainMemoryError, DomainStore, size
+from .heuristics import HEURISTICS, HeuristicInput, shortcuts
+from .splits import candidate_mask, find_split_nodes, split_points
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BabProblem", "Falsifier", "run_bab"]
+
+#: ``falsify(points [K, *input_shape]) -> counterexample or None`` (the caller confirms).
+Falsifier = Callable[[Tensor], Any]
+Progress = Callable[[BabStats], None]
+
+
+@dataclass(frozen=True)
+class BabProblem:
+    """One case to prove.
+
+    Attributes:
+        lower, upper: the input box ``[1, *input_shape]``.
+        C: ``[S, n_out]`` rows; the case is violated where ``C·y <= d`` in every row.
+        d: ``[S]`` the case's thresholds.
+        thresholds: ``[S]`` what a lower bound must exceed to refute a row (``d`` plus any
+            safety margin for float rounding).
+        root: intermediate intervals valid on the box (batch 1), e.g. alpha-CROWN's; None
+            computes CROWN's.
+    """
+
+    lower: Tensor
+    upper: Tensor
+    C: Tensor
+    d: Tensor
+    thresholds: Tensor
+    root: Mapping[str, Bounds] | None = None
+
+
+def choose_split_mode(bg: BoundGraph, config: BabConfig) -> str:
+    """ "input" for low-dimensional inputs under ``split="auto"``, else the configured mode."""
+    if config.split != "auto":
+        return config.split
+    return "input" if math.prod(bg.input_shape) <= config.input_split_max_dims else "activation"
+
+
+def run_bab(
+    bg: BoundGraph,
+    problem: BabProblem,
+    config: BabConfig | None = None,
+    deadline: Deadline | None = None,
+    *,
+    falsify: Falsifier | None = None,
+    progress: Progress | None = None,
+) -> BabResult:
+    """Search until the case is proved, refuted, or a limit is hit (see the module doc)."""
+    config = config or BabConfig()
+    deadline = deadline or Deadline.never()
+    mode = choose_split_mode(bg, config)
+    search = _Search(bg, problem, config, deadline, falsify, progress, mode)
+    try:
+        with torch.no_grad():
+            if mode == "input":
+                return search.input_split()
+        return search.activation_split()
+    except DomainMemoryError as exc:
+        return search.finish(StopReason.MEMORY, str(exc))
+
+
+class _Search:
+    """State of one search (the loops of both split modes share it)."""
+
+    def __init__(
+        self,
+        bg: BoundGraph,
+        problem: BabProblem,
+        config: BabConfig,
+        deadline: Deadline,
+        falsify: Falsifier | None,
+        progress: Progress | None,
+        mode: str,
+    ) -> None:
+        self.bg, self.p, self.cfg, self.deadline = bg, problem, config, deadline
+        self.falsify, self.progress = falsify, progress
+        self.stats = BabStats(split=mode)
+        self.start = time.monotonic()
+        self.store = DomainStore(config.order, int(config.max_memory_mb * 2**20))
+        self.C = problem.C.to(problem.lower)
+        self.d = problem.d.to(problem.lower)
+        self.thr = problem.thresholds.to(problem.lower)
+        self.cex: Any = None
+
+    # ------------------------------------------------------------------ shared
+    def finish(self, reason: StopReason, detail: str = "") -> BabResult:
+        self.stats.elapsed_s = time.monotonic() - self.start
+        self.stats.domains_left = len(self.store)
+        if self.progress is not None:
+            self.progress(self.stats)
+        return BabResult(reason, self.cex, self.stats, detail)
+
+    def _margins(self, lower: Tensor) -> Tensor:
+        """``[N]`` best row margin ``max_s(lb - thr)`` (positive: verified)."""
+        return (lower - self.thr).max(-1).values
+
+    def _report(self) -> None:
+        s = self.stats
+        s.rounds += 1
+        s.elapsed_s = time.monotonic() - self.start
+        s.domains_left = len(self.store)
+        s.peak_domains = max(s.peak_domains, s.domains_left)
+        s.worst_margin = self.store.worst() if len(self.store) else s.worst_margin
+        if self.progress is not None:
+            self.progress(s)
+
+    def _try(self, points: Tensor) -> bool:
+        """Hand candidate points to ``falsify``; True when it confirmed one."""
+        if self.falsify is None or points.numel() == 0:
+            return False
+        self.stats.candidates_checked += int(points.shape[0])
+        found = self.falsify(points.detach())
+        if found is not None:
+            self.cex = found
+            return True
+        return False
+
+    def _candidates(self, A: Tensor | None, lo: Tensor, hi: Tensor, margins: Tensor) -> bool:
+        """Minimising corners of the most promising leaves, then (every few rounds) PGD."""
+        if A is None or self.falsify is None or margins.numel() == 0:
+            return False
+        k = min(self.cfg.attack_leaves, margins.numel())
+        order = torch.argsort(margins)[:k]
+        if lo.shape[0] > 1:  # one box per leaf (input splitting)
+            lo, hi = lo[order], hi[order]
+        pts = attack.minimising_corners(A[:, order], lo, hi)
+        pts = pts.reshape((-1,) + tuple(lo.shape[1:]))
+        if self._try(pts):
+            return True
+        every = self.cfg.attack_every
+        rounds_ok = every and self.cfg.attack_steps and self.stats.rounds % every == 0
+        if rounds_ok and self.deadline.remaining() > 1.0:
+            blo, bhi = lo, hi
+            if lo.shape[0] > 1:  # points are ordered (row, leaf): repeat the boxes per row
+                reps = (A.shape[0],) + (1,) * (lo.dim() - 1)
+                blo, bhi = lo.repeat(reps), hi.repeat(reps)
+            with torch.enable_grad():
+                adv = attack.pgd(
+                    self.bg.source, pts, blo, bhi, self.C, self.d, self.cfg.attack_steps
+                )
+            return self._try(adv)
+        return False
+
+    # -------------------------------------------------------------- activation
+    def activation_split(self) -> BabResult:
+        bg, p, cfg = self.bg, self.p, self.cfg
+        nodes = find_split_nodes(bg)
+        if not nodes:
+            return self.finish(StopReason.NO_CANDIDATE, "the model has no splittable neuron")
+        self.nodes = nodes
+        self.node_ids = {n.name: i for i, n in enumerate(nodes)}
+        self.record = frozenset(c.name for n in nodes for c in n.consumers)
+        box = Bounds(p.lower, p.upper)
+        with torch.no_grad():
+            root = dict(p.root) if p.root is not None else crown_bounds(bg, box)
+        self.root = root
+        res = self._bound(p.lower, p.upper, {}, None, None, None, cfg.root_iterations)
+        self.stats.domains_bounded += 1
+        margins = self._margins(res.lower)
+        if bool(margins[0] > 0) or bool(res.infeasible[0]):
+            return self.finish(StopReason.PROVED, "the root bound refutes the case")
+        if self._candidates(res.input_A, p.lower, p.upper, margins):
+            return self.finish(StopReason.COUNTEREXAMPLE)
+        self.shortcuts = {}
+        if cfg.heuristic == "bbps":
+            budget = int(cfg.shortcut_memory_mb * 2**20)
+            with torch.no_grad():
+                self.shortcuts = shortcuts(bg, nodes, root, budget)
+        batch = self._domains(res, torch.zeros(1, dtype=torch.long, device=p.lower.device))
+        stop = self._decide(batch, res)
+        if stop is not None:
+            return stop
+        self.store.push(batch)
+        while len(self.store):
+            if self.deadline.expired():
+                return self.finish(StopReason.TIMEOUT, "time budget spent")
+            if cfg.max_domains and self.stats.domains_bounded >= cfg.max_domains:
+                return self.finish(StopReason.MAX_DOMAINS, f"{cfg.max_domains} domains bounded")
+            parents = self.store.pop(cfg.batch_size)
+            kids = self._children(parents)
+            over = {n.name: Bounds(kids[f"lo/{n.name}"], kids[f"up/{n.name}"]) for n in self.nodes}
+            alphas = {k[6:]: v.movedim(0, 2) for k, v in kids.items() if k.startswith("alpha/")}
+            betas = {k[5:]: v.movedim(0, 2) for k, v in kids.items() if k.startswith("beta/")}
+            n = size(kids)
+            lo = p.lower.expand(n, *p.lower.shape[1:])
+            hi = p.upper.expand(n, *p.upper.shape[1:])
+            res = self._bound(lo, hi, over, alphas, betas, kids["lower"], cfg.iterations)
+            self.stats.domains_bounded += n
+            margins = self._margins(res.lower)
+            open_ = ~((margins > 0) | res.infeasible)
+            if bool(open_.any()):
+                A = None if res.input_A is None else res.input_A[:, open_]
+                if self._candidates(A, p.lower, p.upper, margins[open_]):
+                    return self.finish(StopReason.COUNTEREXAMPLE)
+            idx = torch.nonzero(open_).flatten()
+            if idx.numel():
+                batch = self._domains(res, kids["depth"], idx)
+                stop = self._decide(batch, res, idx)
+                if stop is not None:
+                    return stop
+                self.store.push(batch)
+            self._report()
+        return self.finish(StopReason.PROVED, "every domain verified")
+
+    def _bound_kids(self, kids: DomainBatch, iterations: int) -> BoundResult:
+        """Bound child domains, alpha and beta warm-started from their parent's."""
+        over = {n.name: Bounds(kids[f"lo/{n.name}"], kids[f"up/{n.name}"]) for n in self.nodes}
+        alphas = {k[6:]: v.movedim(0, 2) for k, v in kids.items() if k.startswith("alpha/")}
+        betas = {k[5:]: v.movedim(0, 2) for k, v in kids.items() if k.startswith("beta/")}
+        n = size(kids)
+        lo = self.p.lower.expand(n, *self.p.lower.shape[1:])
+        hi = self.p.upper.expand(n, *self.p.upper.shape[1:])
+        return self._bound(lo, hi, over, alphas, betas, kids["lower"], iterations)
+
+    def _bound(
+        self,
+        lo: Tensor,
+        hi: Tensor,
+        overrides: Mapping[str, Bounds],
+        alphas: Mapping[str, Tensor] | None,
+        betas: Mapping[str, Tensor] | None,
+        initial: Tensor | None,
+        iterations: int,
+    ) -> BoundResult:
+        n = lo.shape[0]
+        req = BoundRequest(
+            lower=lo,
+            upper=hi,
+            C=self.C.unsqueeze(0).expand(n, *self.C.shape),
+            thresholds=self.thr.unsqueeze(0).expand(n, -1),
+            base=self.root,
+            overrides=overrides,
+            alphas=alphas,
+            betas=betas,
+            iterations=iterations,
+            lr_alpha=self.cfg.lr_alpha,
+            lr_beta=self.cfg.lr_beta,
+            deadline=self.deadline,
+            record=self.record,
+            input_A=True,
+            initial=initial,
+        )
+        return bound_subdomains(self.bg, req)
+
+    def _domains(self, res: BoundResult, depth: Tensor, idx: Tensor | None = None) -> DomainBatch:
+        """Domain records of ``res``'s subdomains ``idx`` (all when None)."""
+        sel = slice(None) if idx is None else idx
+        out: DomainBatch = {}
+        for n in self.nodes:
+            b = res.intervals[n.name]
+            out[f"lo/{n.name}"] = b.lower[sel].contiguous()
+            out[f"up/{n.name}"] = b.upper[sel].contiguous()
+        for k, v in res.alphas.items():
+            out[f"alpha/{k}"] = v.movedim(2, 0)[sel].float()
+        for k, v in res.betas.items():
+            out[f"beta/{k}"] = v.movedim(2, 0)[sel].float()
+        out["lower"] = res.lower[sel]
+        out["margin"] = self._margins(res.lower)[sel]
+        out["depth"] = depth[sel]
+        return out
+
+    def _decide(
+        self, batch: DomainBatch, res: BoundResult, idx: Tensor | None = None
+    ) -> BabResult | None:
+        """Choose each domain's next split (stored in ``batch``); a stop when none is left."""
+        sel = slice(None) if idx is None else idx
+        intervals = {k: Bounds(v.lower[sel], v.upper[sel]) for k, v in res.intervals.items()}
+        lA = {k: v[:, sel] for k, v in res.lA.items()}
+        masks, points = {}, {}
+        flat = {k: (v.lower.flatten(1), v.upper.flatten(1)) for k, v in intervals.items()}
+        for n in self.nodes:
+            b = intervals[n.name]
+            masks[n.name] = candidate_mask(self.bg, n, b.lower, b.upper)
+            points[n.name] = split_points(
+                self.bg, n, b.lower, b.upper, flat, method=self.cfg.points
+            )
+        margins = (batch["lower"] - self.thr).T
+        inp = HeuristicInput(
+            self.bg,
+            self.nodes,
+            intervals,
+            lA,
+            margins,
+            Bounds(self.p.lower, self.p.upper),
+            masks,
+            points,
+            self.shortcuts,
+        )
+        scores = HEURISTICS[self.cfg.heuristic](inp)
+        allsc = torch.cat([scores[n.name] for n in self.nodes], dim=1)
+        best, arg = allsc.max(1)
+        if bool((best == -math.inf).any()):
+            return self.finish(StopReason.NO_CANDIDATE, "a domain has no neuron left to split")
+        if self.cfg.max_depth and bool((batch["depth"] >= self.cfg.max_depth).any()):
+            return self.finish(StopReason.MAX_DEPTH, f"depth limit {self.cfg.max_depth} reached")
+        allpts = torch.cat([points[n.name] for n in self.nodes], dim=1)
+        k = min(self.cfg.filter, allsc.shape[1])
+        if k > 1:
+            top, cand = allsc.topk(k, dim=1)
+            arg = self._filter(batch, cand, top, allpts)
+        self._set_decision(batch, arg, allpts)
+        return None
+
+    def _set_decision(self, batch: DomainBatch, arg: Tensor, allpts: Tensor) -> None:
+        """Store the split ``arg`` (flat index over all split nodes) of each domain."""
+        offsets = torch.tensor([0] + [n.size for n in self.nodes], device=arg.device).cumsum(0)
+        node_id = torch.searchsorted(offsets[1:], arg, right=True)
+        batch["d_node"] = node_id
+        batch["d_idx"] = arg - offsets[node_id]
+        batch["d_point"] = allpts.gather(1, arg.unsqueeze(1)).squeeze(1)
+
+    def _filter(self, batch: DomainBatch, cand: Tensor, top: Tensor, allpts: Tensor) -> Tensor:
+        """kFSB-like: bound both children of each of the top-k candidates (one pass, parent's
+        alpha and beta) and keep the candidate whose worse child has the best margin."""
+        n, k = cand.shape
+        trial = {key: torch.cat([v] * k) for key, v in batch.items()}
+        flat = cand.T.reshape(-1)  # candidate-major: trial domain c*n + i
+        self._set_decision(trial, flat, torch.cat([allpts] * k))
+        depth = self.stats.max_depth
+        kids = self._children(trial)
+        self.stats.max_depth = depth
+        res = self._bound_kids(kids, iterations=0)
+        self.stats.domains_filtered += size(kids)
+        margins = self._margins(res.lower).reshape(2, k, n)
+        value = margins.min(0).values  # [k, n]: the worse child
+        value = torch.where(torch.isfinite(top.T) | (top.T > 0), value, -math.inf)
+        best = value.argmax(0)
+        return cand.gather(1, best.unsqueeze(1)).squeeze(1)
+
+    def _children(self, parents: DomainBatch) -> DomainBatch:
+        """Two children per parent: left ``z_j <= p`` (first half), right ``z_j >= p``."""
+        n = size(parents)
+        kids = {k: torch.cat([v, v]) for k, v in parents.items()}
+        node_id, neuron, point = kids["d_node"], kids["d_idx"], kids["d_point"]
+        left = torch.arange(2 * n, device=node_id.device) < n
+        for i, nd in enumerate(self.nodes):
+            on = node_id == i
+            if not bool(on.any()):
+                continue
+            rows = torch.nonzero(on).flatten()
+            lo = kids[f"lo/{nd.name}"].flatten(1).clone()
+            up = kids[f"up/{nd.name}"].flatten(1).clone()
+            lrows, rrows = rows[left[rows]], rows[~left[rows]]
+            up[lrows, neuron[lrows]] = point[lrows]
+            lo[rrows, neuron[rrows]] = point[rrows]
+            kids[f"lo/{nd.name}"] = lo.reshape(kids[f"lo/{nd.name}"].shape)
+            kids[f"up/{nd.name}"] = up.reshape(kids[f"up/{nd.name}"].shape)
+        kids["depth"] = kids["depth"] + 1
+        self.stats.max_depth = max(self.stats.max_depth, int(kids["depth"].max()))
+        return kids
+
+    # ------------------------------------------------------------------- input
+    def input_split(self) -> BabResult:
+        p, cfg = self.p, self.cfg
+        lo, hi = p.lower, p.upper
+        lower, A = self._bound_boxes(lo, hi)
+        self.stats.domains_bounded += 1
+        margins = self._margins(lower)
+        if bool(margins[0] > 0):
+            return self.finish(StopReason.PROVED, "the root bound refutes the case")
+        centre = 0.5 * (lo + hi)
+        if self._try(centre) or self._candidates(A, lo, hi, margins):
+            return self.finish(StopReason.COUNTEREXAMPLE)
+        self.store.push(self._boxes(lo, hi, lower, A, torch.zeros(1, dtype=torch.long)))
+        while len(self.store):
+            if self.deadline.expired():
+                return self.finish(StopReason.TIMEOUT, "time budget spent")
+            if cfg.max_domains and self.stats.domains_bounded >= cfg.max_domains:
+                return self.finish(StopReason.MAX_DOMAINS, f"{cfg.max_domains} domains bounded")
+            parents = self.store.pop(cfg.input_batch_size)
+            if cfg.max_depth and bool((parents["depth"] >= cfg.max_depth).any()):
+                return self.finish(StopReason.MAX_DEPTH, f"depth limit {cfg.max_depth} reached")
+            blo, bhi = self._split_boxes(parents)
+            lower, A = self._bound_boxes(blo, bhi)
+            n = blo.shape[0]
+            lower = torch.maximum(lower, torch.cat([parents["lower"], parents["lower"]]))
+            self.stats.domains_bounded += n
+            depth = torch.cat([parents["depth"], parents["depth"]]) + 1
+            self.stats.max_depth = max(self.stats.max_depth, int(depth.max()))
+            margins = self._margins(lower)
+            open_ = margins <= 0
+            if bool(open_.any()):
+                idx = torch.nonzero(open_).flatten()
+                ctr = 0.5 * (blo[idx] + bhi[idx])
+                order = torch.argsort(margins[idx])[: cfg.attack_leaves]
+                if self._try(ctr[order]):
+                    return self.finish(StopReason.COUNTEREXAMPLE)
+                if self._candidates(A[:, idx], blo[idx], bhi[idx], margins[idx]):
+                    return self.finish(StopReason.COUNTEREXAMPLE)
+                if not bool(((bhi[idx] - blo[idx]) > 0).any()):
+                    return self.finish(StopReason.NO_CANDIDATE, "boxes shrank to points")
+                self.store.push(self._boxes(blo[idx], bhi[idx], lower[idx], A[:, idx], depth[idx]))
+            self._report()
+        return self.finish(StopReason.PROVED, "every box verified")
+
+    def _bound_boxes(self, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+        """CROWN lower bounds ``[N, S]`` and input coefficients ``[S, N, *in]`` of boxes."""
+        n = lo.shape[0]
+        C = self.C.unsqueeze(0).expand(n, *self.C.shape)
+        res = compute_bounds(
+            self.bg,
+            lo,
+            hi,
+            C,
+            method="crown",
+            bound_upper=False,
+            return_A=True,
+            time_limit=self.deadline.remaining() if self.deadline.limited else None,
+        )
+        assert res.linear is not None
+        return res.lower, res.linear.lA
+
+    def _boxes(
+        self, lo: Tensor, hi: Tensor, lower: Tensor, A: Tensor, depth: Tensor
+    ) -> DomainBatch:
+        """Box records with the dimension to split next: largest ``|A|·width`` summed over rows."""
+        width = (hi - lo).flatten(1)
+        score = (A.abs().flatten(2).sum(0) * width).clone()
+        score[width <= 0] = -1.0
+        dim = score.argmax(1)
+        # Without any input sensitivity, halve the widest dimension instead.
+        flat = score.max(1).values <= 0
+        dim = torch.where(flat, width.argmax(1), dim)
+        return {
+            "blo": lo,
+            "bhi": hi,
+            "lower": lower,
+            "margin": self._margins(lower),
+            "depth": depth.to(lo.device),
+            "d_dim": dim,
+        }
+
+    def _split_boxes(self, parents: DomainBatch) -> tuple[Tensor, Tensor]:
+        lo, hi, dim = parents["blo"], parents["bhi"], parents["d_dim"]
+        n = lo.shape[0]
+        flo, fhi = lo.flatten(1), hi.flatten(1)
+        rows = torch.arange(n, device=lo.device)
+        mid = 0.5 * (flo[rows, dim] + fhi[rows, dim])
+        lhi, rlo = fhi.clone(), flo.clone()
+        lhi[rows, dim] = mid
+        rlo[rows, dim] = mid
+        blo = torch.cat([flo, rlo]).reshape((2 * n,) + tuple(lo.shape[1:]))
+        bhi = torch.cat([lhi, fhi]).reshape((2 * n,) + tuple(lo.shape[1:]))
+        return blo, bhi

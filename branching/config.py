@@ -1,0 +1,136 @@
+"""Settings, stop reasons and results of the branch-and-bound search."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["BabConfig", "BabResult", "BabStats", "StopReason"]
+
+SPLIT_MODES = ("auto", "activation", "input")
+POINT_METHODS = ("table", "midpoint")
+
+
+class StopReason(str, enum.Enum):
+    """Why a search ended."""
+
+    PROVED = "proved"
+    COUNTEREXAMPLE = "counterexample"
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    NO_CANDIDATE = "no_candidate"
+    MAX_DOMAINS = "max_domains"
+    MAX_DEPTH = "max_depth"
+
+
+@dataclass(frozen=True, slots=True)
+class BabConfig:
+    """Branch-and-bound settings. The defaults run every supported model.
+
+    Attributes:
+        split: "auto" (input splitting for inputs of at most ``input_split_max_dims``
+            values, activation splitting otherwise), "activation" or "input".
+        heuristic: activation heuristic, a key of :data:`branching.heuristics.HEURISTICS`.
+        points: "table" (pre-optimised branching points) or "midpoint".
+        batch_size: domains popped per round (each gives two children).
+        input_batch_size: boxes popped per round in input splitting.
+        order: "lifo" or "worst" (see :class:`branching.domains.DomainStore`).
+        iterations: alpha/beta Adam steps per round.
+        root_iterations: Adam steps for the root domain.
+        lr_alpha, lr_beta: step sizes.
+        filter: bound both children of the heuristic's top ``filter`` candidates (one pass,
+            no optimisation) and split the one whose worse child is best (kFSB-like);
+            1 takes the heuristic's choice as is.
+        max_memory_mb: cap on the bytes the open domains may hold.
+        shortcut_memory_mb: cap on BBPS's root linear bounds of split nodes.
+        max_domains: stop with ``max_domains`` after bounding this many (0: no cap).
+        max_depth: stop with ``max_depth`` when a domain needs a split deeper than this
+            (0: no cap).
+        input_split_max_dims: "auto" splits inputs of at most this many values.
+        attack_every: run PGD from the most promising leaves every this many rounds (0: never).
+        attack_leaves: leaves PGD starts from.
+        attack_steps: PGD steps per start.
+    """
+
+    split: str = "auto"
+    heuristic: str = "bbps"
+    points: str = "table"
+    batch_size: int = 64
+    input_batch_size: int = 512
+    order: str = "lifo"
+    iterations: int = 8
+    root_iterations: int = 20
+    lr_alpha: float = 0.1
+    lr_beta: float = 0.05
+    filter: int = 4
+    max_memory_mb: float = 4096.0
+    shortcut_memory_mb: float = 256.0
+    max_domains: int = 0
+    max_depth: int = 0
+    input_split_max_dims: int = 16
+    attack_every: int = 4
+    attack_leaves: int = 16
+    attack_steps: int = 20
+
+    def __post_init__(self) -> None:
+        from .domains import ORDERS
+        from .heuristics import HEURISTICS
+
+        checks = [
+            (self.split in SPLIT_MODES, f"bab.split must be one of {', '.join(SPLIT_MODES)}"),
+            (self.heuristic in HEURISTICS, f"bab.heuristic must be one of {', '.join(HEURISTICS)}"),
+            (self.points in POINT_METHODS, f"bab.points must be one of {', '.join(POINT_METHODS)}"),
+            (self.order in ORDERS, f"bab.order must be one of {', '.join(ORDERS)}"),
+            (self.batch_size >= 1 and self.input_batch_size >= 1, "bab batch sizes must be >= 1"),
+            (self.iterations >= 0 and self.root_iterations >= 0, "bab iterations must be >= 0"),
+            (self.max_memory_mb > 0, "bab.max_memory_mb must be > 0"),
+            (self.filter >= 1, "bab.filter must be >= 1"),
+            (self.max_domains >= 0 and self.max_depth >= 0, "bab caps must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass
+class BabStats:
+    """Counters of one search (updated in place while it runs)."""
+
+    rounds: int = 0
+    domains_bounded: int = 0
+    domains_left: int = 0
+    max_depth: int = 0
+    worst_margin: float = float("-inf")
+    elapsed_s: float = 0.0
+    candidates_checked: int = 0
+    peak_domains: int = 0
+    domains_filtered: int = 0
+    split: str = ""
+
+    @property
+    def domains_per_s(self) -> float:
+        return self.domains_bounded / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bab_rounds": self.rounds,
+            "bab_domains": self.domains_bounded,
+            "bab_domains_left": self.domains_left,
+            "bab_max_depth": self.max_depth,
+            "bab_worst_margin": self.worst_margin,
+            "bab_domains_per_sec": round(self.domains_per_s, 2),
+            "bab_candidates_checked": self.candidates_checked,
+            "bab_peak_domains": self.peak_domains,
+            "bab_domains_filtered": self.domains_filtered,
+        }
+
+
+@dataclass
+class BabResult:
+    """Outcome of one search: why it stopped, the counterexample if one was confirmed."""
+
+    reason: StopReason
+    counterexample: Any = None
+    stats: BabStats = field(default_factory=BabStats)
+    detail: str = ""

@@ -1,0 +1,276 @@
+"""Which neuron to split: BBPS and a BaBSR-like baseline, in a registry (REFERENCE §1.b).
+
+Both estimate, for every candidate neuron ``j`` of every split node ``z`` and both branches
+``k`` (``[l, p]`` and ``[p, u]``), how the domain's bound would change if the consumers of
+``z`` were relaxed on the branch instead of the whole interval. With ``A`` the objective's
+coefficients w.r.t. a consumer's output (``lA``, saved by the last bound computation) and the
+consumer's default lines ``(a_L, b_L, a_U, b_U)``, back-substitution through the consumer
+gives ``λ = A⁺a_L + A⁻a_U`` and ``μ = A⁺b_L + A⁻b_U`` per neuron.
+
+* **BBPS** goes one step further with the *shortcut*: the root's linear bounds of ``z`` in
+  the input (``W_L x + c_L <= z <= W_U x + c_U``), so the estimated bound is a concrete
+  minimum over the input box and the ``x``-dependent part of the change is counted.
+* **BaBSR-like** keeps only intercepts: ``μ`` and ``λ`` times the bias of the affine node
+  producing ``z``.
+
+Scores are ``min_k max_s(m_s + Δ_{s,j,k}) − max_s m_s`` with ``m = lb − threshold`` (a domain
+is verified when any row's margin is positive); non-candidates get ``−inf``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from bounds.crown import linear_bounds
+from bounds.network import BoundGraph
+from bounds.ops.backward import sum_to
+from bounds.relax.bilinear import relax_mul
+from bounds.types import Bounds, LinearBounds
+
+from .splits import SplitNode
+
+# Elements of the [S, B, chunk, d] tensors BBPS builds per chunk of neurons.
+_CHUNK_ELEMENTS = 1 << 22
+#: Largest ``S·B·n·d`` for which BBPS concretises every neuron's change exactly.
+EXACT_ELEMENTS = 1 << 24
+
+__all__ = ["HEURISTICS", "HeuristicInput", "Shortcut", "babsr_scores", "bbps_scores", "shortcuts"]
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """Root linear bounds of a split node in the flattened input: ``[n, d]`` and ``[n]``."""
+
+    WL: Tensor
+    cL: Tensor
+    WU: Tensor
+    cU: Tensor
+
+
+@dataclass(frozen=True)
+class HeuristicInput:
+    """Everything a heuristic reads for ``B`` domains.
+
+    Attributes:
+        bg: prepared graph.
+        nodes: split nodes.
+        intervals: node -> ``[B, *shape]`` current intervals.
+        lA: consumer -> ``[S, B, *shape]`` objective coefficients w.r.t. its output.
+        margins: ``[S, B]`` lower bound minus threshold per row.
+        box: input box ``[B or 1, *input_shape]``.
+        masks: split node -> ``[B, n]`` candidate neurons.
+        points: split node -> ``[B, n]`` split points.
+        shortcuts: split node -> root linear bounds (BBPS; nodes without one fall back to
+            the intercept estimate).
+    """
+
+    bg: BoundGraph
+    nodes: tuple[SplitNode, ...]
+    intervals: Mapping[str, Bounds]
+    lA: Mapping[str, Tensor]
+    margins: Tensor
+    box: Bounds
+    masks: Mapping[str, Tensor]
+    points: Mapping[str, Tensor]
+    shortcuts: Mapping[str, Shortcut]
+
+
+def shortcuts(
+    bg: BoundGraph,
+    nodes: tuple[SplitNode, ...],
+    root: Mapping[str, Bounds],
+    budget_bytes: int,
+) -> dict[str, Shortcut]:
+    """Root linear bounds of split nodes w.r.t. the input, as many as fit in the budget."""
+    d = math.prod(bg.input_shape)
+    like = root[bg.input_name].lower
+    out: dict[str, Shortcut] = {}
+    used = 0
+    for node in nodes:
+        cost = 2 * node.size * d * like.element_size()
+        if used + cost > budget_bytes:
+            continue
+        with torch.no_grad():
+            lb: LinearBounds = linear_bounds(bg, node.name, root)
+        out[node.name] = Shortcut(
+            lb.lA[:, 0].reshape(node.size, d),
+            lb.lbias[:, 0],
+            lb.uA[:, 0].reshape(node.size, d),
+            lb.ubias[:, 0],
+        )
+        used += cost
+    return out
+
+
+def _guarded(a: Tensor, b: Tensor) -> Tensor:
+    if bool(torch.isfinite(b).all()):
+        return a * b
+    return torch.where(a == 0, torch.zeros((), dtype=a.dtype), a * b)
+
+
+def lam_mu(
+    bg: BoundGraph,
+    node: SplitNode,
+    lA: Mapping[str, Tensor],
+    lower: Tensor,
+    upper: Tensor,
+    intervals: Mapping[str, Bounds],
+) -> tuple[Tensor, Tensor] | None:
+    """``(λ, μ)``, ``[S, B, n]``: the consumers' default lines on ``[lower, upper]``
+    (``[B, *shape]``) weighted by their ``lA``, summed over consumers. None without lA."""
+    lam = mu = None
+    for c in node.consumers:
+        A = lA.get(c.name)
+        if A is None:
+            continue
+        pos, neg = A.clamp(min=0), A.clamp(max=0)
+        if c.kind == "unary":
+            relax = bg.infos[c.name].relaxation
+            assert relax is not None
+            lines = relax.relax(lower, upper, None)
+            l_c = pos * lines.lw + neg * lines.uw
+            m_c = _guarded(pos, lines.lb) + _guarded(neg, lines.ub)
+        else:
+            other = intervals[c.other]
+            if c.slot == 0:
+                p = relax_mul(lower, upper, other.lower, other.upper, None)
+                l_c = sum_to(pos * p.lx + neg * p.ux, node.shape)
+            else:
+                p = relax_mul(other.lower, other.upper, lower, upper, None)
+                l_c = sum_to(pos * p.ly + neg * p.uy, node.shape)
+            m_c = sum_to(_guarded(pos, p.lc) + _guarded(neg, p.uc), node.shape)
+        l_c, m_c = l_c.flatten(2), m_c.flatten(2)
+        lam = l_c if lam is None else lam + l_c
+        mu = m_c if mu is None else mu + m_c
+    if lam is None or mu is None:
+        return None
+    return lam, torch.nan_to_num(mu, nan=0.0, posinf=0.0, neginf=-1e30)
+
+
+def _branches(node: SplitNode, b: Bounds, p: Tensor) -> tuple[tuple[Tensor, Tensor], ...]:
+    shape = b.lower.shape
+    pt = p.reshape(shape)
+    return ((b.lower, pt), (pt, b.upper))
+
+
+def _score(margins: Tensor, deltas: list[Tensor], mask: Tensor) -> Tensor:
+    """``min_k max_s(m + Δ_k) − max_s m`` per ``[B, n]``; ``−inf`` off the mask."""
+    m = margins.unsqueeze(-1)
+    best = margins.max(0).values.unsqueeze(-1)
+    worst_branch = torch.stack([(m + d).max(0).values for d in deltas]).min(0).values
+    score = torch.nan_to_num(worst_branch - best, nan=-math.inf)
+    return torch.where(mask, score, torch.full_like(score, -math.inf))
+
+
+def _bias_of(bg: BoundGraph, node: SplitNode, like: Tensor) -> Tensor | None:
+    """The constant bias of the affine node producing ``node`` (flattened), if any."""
+    info = bg.infos.get(node.name)
+    if info is None or info.node.op != "Linear" or len(info.node.inputs) < 3:
+        return None
+    name = info.node.inputs[2]
+    if not name:
+        return None
+    b = bg.const(name, like)
+    return b.expand(node.shape).reshape(-1) if b.numel() in (1, node.size) else None
+
+
+def babsr_scores(inp: HeuristicInput) -> dict[str, Tensor]:
+    """BaBSR-like intercept estimate per candidate neuron (see the module docstring)."""
+    out: dict[str, Tensor] = {}
+    for node in inp.nodes:
+        out[node.name] = _intercept_scores(inp, node)
+    return out
+
+
+def _intercept_scores(inp: HeuristicInput, node: SplitNode) -> Tensor:
+    b = inp.intervals[node.name]
+    mask = inp.masks[node.name]
+    base = lam_mu(inp.bg, node, inp.lA, b.lower, b.upper, inp.intervals)
+    if base is None:
+        return torch.full(mask.shape, -math.inf, dtype=b.lower.dtype)
+    lam, mu = base
+    bias = _bias_of(inp.bg, node, b.lower)
+    deltas = []
+    for lo, up in _branches(node, b, inp.points[node.name]):
+        lam_k, mu_k = lam_mu(inp.bg, node, inp.lA, lo, up, inp.intervals)  # type: ignore[misc]
+        d = mu_k - mu
+        if bias is not None:
+            d = d + (lam_k - lam) * bias
+        deltas.append(d)
+    return _score(inp.margins, deltas, mask)
+
+
+def bbps_scores(inp: HeuristicInput) -> dict[str, Tensor]:
+    """BBPS estimate with shortcuts (intercept estimate for nodes without a shortcut).
+
+    ``min_x (R − row_j + row'_j)·x`` is computed exactly (``[S, B, chunk, d]`` at a time)
+    while ``S·B·n·d`` stays under :data:`EXACT_ELEMENTS`; beyond that it is evaluated at the
+    corner ``x*`` minimising the layer-wide shortcut ``R·x`` (one matrix product per branch),
+    which is exact whenever one neuron's change does not flip the sign of an input
+    coefficient of ``R`` and otherwise overestimates the change.
+    """
+    out: dict[str, Tensor] = {}
+    box = inp.box
+    mid = (0.5 * (box.lower + box.upper)).flatten(1)  # [B or 1, d]
+    rad = (0.5 * (box.upper - box.lower)).flatten(1)
+    for node in inp.nodes:
+        sc = inp.shortcuts.get(node.name)
+        if sc is None:
+            out[node.name] = _intercept_scores(inp, node)
+            continue
+        b = inp.intervals[node.name]
+        mask = inp.masks[node.name]
+        base = lam_mu(inp.bg, node, inp.lA, b.lower, b.upper, inp.intervals)
+        if base is None:
+            out[node.name] = torch.full(mask.shape, -math.inf, dtype=b.lower.dtype)
+            continue
+        lam, mu = base  # [S, B, n]
+        lp, ln = lam.clamp(min=0), lam.clamp(max=0)
+        R = lp @ sc.WL + ln @ sc.WU  # [S, B, d]
+        exact = lam.numel() * R.shape[-1] <= EXACT_ELEMENTS
+        r_mid = (R * mid).sum(-1, keepdim=True)
+        r_base = r_mid - (R.abs() * rad).sum(-1, keepdim=True)  # [S, B, 1]
+        if exact:
+            wl_x, wu_x = mid @ sc.WL.T, mid @ sc.WU.T  # [B or 1, n]
+        else:
+            corner = mid - torch.sign(R) * rad  # argmin_x R·x, [S, B, d]
+            wl_x, wu_x = corner @ sc.WL.T, corner @ sc.WU.T  # [S, B, n]
+        cst = mu + lp * sc.cL + ln * sc.cU
+        deltas = []
+        for lo, up in _branches(node, b, inp.points[node.name]):
+            lam_k, mu_k = lam_mu(inp.bg, node, inp.lA, lo, up, inp.intervals)  # type: ignore[misc]
+            kp, kn = lam_k.clamp(min=0), lam_k.clamp(max=0)
+            dp, dn = kp - lp, kn - ln
+            cst_k = mu_k + kp * sc.cL + kn * sc.cU
+            change = dp * wl_x + dn * wu_x
+            if exact:
+                change = change + r_mid - _abs_sum(R, dp, dn, sc, rad) - r_base
+            deltas.append(change + cst_k - cst)
+        out[node.name] = _score(inp.margins, deltas, mask)
+    return out
+
+
+def _abs_sum(R: Tensor, dp: Tensor, dn: Tensor, sc: Shortcut, rad: Tensor) -> Tensor:
+    """``Σ_i |R + dp_j W_L,j + dn_j W_U,j|_i · rad_i`` for every neuron ``j``: ``[S, B, n]``."""
+    S, B, n = dp.shape
+    d = R.shape[-1]
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, S * B * d))
+    parts = []
+    r = R.unsqueeze(2)  # [S, B, 1, d]
+    rr = rad.unsqueeze(1)  # [B or 1, 1, d]
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        v = r + dp[..., s:e, None] * sc.WL[s:e] + dn[..., s:e, None] * sc.WU[s:e]
+        parts.append((v.abs() * rr).sum(-1))
+    return torch.cat(parts, dim=-1)
+
+
+Heuristic = Callable[[HeuristicInput], dict[str, Tensor]]
+
+#: name -> scoring function (``"bbps"``, ``"babsr"``).
+HEURISTICS: dict[str, Heuristic] = {"bbps": bbps_scores, "babsr": babsr_scores}

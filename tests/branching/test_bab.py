@@ -1,0 +1,150 @@
+"""Known-answer tests of the search on small zoo networks.
+
+The answers are settled independently of the engine: two inputs of an 8-input zoo MLP
+vary over a box (the others are fixed), a dense grid gives the sampled minimum ``m`` of
+the objective, and a Lipschitz constant ``L`` of the network (product of the layers'
+spectral norms and the activations' slopes) bounds the true minimum from below by
+``m - L·h/√2`` for grid spacing ``h``. A threshold below that is a property that holds
+(``unsat``); a threshold above ``m`` is violated at a known grid point (``sat``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bounds import BoundGraph, compute_bounds
+from bounds.deadline import Deadline
+from branching import BabConfig, BabProblem, StopReason, run_bab
+from branching.attack import violation
+from models import evaluate, load_onnx
+from models.zoo import zoo_model_path
+
+SLOPE = {"Sigmoid": 0.25, "Tanh": 1.0, "Relu": 1.0}
+FREE = (2, 5)  # the two inputs that vary
+GRID = 241
+
+
+def _lipschitz(graph, C: np.ndarray) -> float:
+    """Upper bound on the Lipschitz constant (2-norm) of ``C·y`` in the free inputs."""
+    L = float(np.linalg.norm(C, 2))
+    first = True
+    for node in graph.nodes:
+        if node.op == "Linear":
+            W = np.asarray(graph.constants[node.inputs[1]], dtype=np.float64)
+            if first:  # only the free inputs move: keep their rows/columns
+                W = W[list(FREE), :] if W.shape[0] == 8 else W[:, list(FREE)]
+                first = False
+            L *= float(np.linalg.norm(W, 2))
+        elif node.op in SLOPE:
+            L *= SLOPE[node.op]
+    return L
+
+
+def _setup(name: str, radius: float, row: tuple[int, int] = (0, 1)):
+    graph = load_onnx(zoo_model_path(name))
+    centre = torch.linspace(-0.3, 0.4, 8, dtype=torch.float64)
+    lo, hi = centre.clone(), centre.clone()
+    for i in FREE:
+        lo[i], hi[i] = centre[i] - radius, centre[i] + radius
+    C = torch.zeros(1, 4, dtype=torch.float64)
+    C[0, row[0]], C[0, row[1]] = 1.0, -1.0
+    axes = [torch.linspace(float(lo[i]), float(hi[i]), GRID, dtype=torch.float64) for i in FREE]
+    pts = centre.repeat(GRID * GRID, 1)
+    grid = torch.tensor(list(itertools.product(range(GRID), repeat=2)))
+    pts[:, FREE[0]] = axes[0][grid[:, 0]]
+    pts[:, FREE[1]] = axes[1][grid[:, 1]]
+    with torch.no_grad():
+        vals = (evaluate(graph, pts[:, None]).reshape(len(pts), -1) @ C.T).flatten()
+    h = 2 * radius / (GRID - 1)
+    m = float(vals.min())
+    true_min_lb = m - _lipschitz(graph, C.numpy()) * h / math.sqrt(2)
+    return graph, lo[None, None], hi[None, None], C, m, true_min_lb, pts[int(vals.argmin())]
+
+
+def _falsify(graph, C, d):
+    def check(points: torch.Tensor):
+        v = violation(graph, points, C, d)
+        hit = torch.nonzero(v <= 0).flatten()
+        return None if hit.numel() == 0 else points[hit[0]].clone()
+
+    return check
+
+
+CASES = [("mlp_sigmoid", 2.0), ("mlp_tanh", 0.5), ("mlp_relu", 0.6)]
+
+
+def _holds(true_lb: float) -> torch.Tensor:
+    """A threshold just below the proven minimum: the property holds."""
+    return torch.tensor([true_lb - 0.005 * (1 + abs(true_lb))], dtype=torch.float64)
+
+
+@pytest.mark.parametrize(("name", "radius"), CASES)
+@pytest.mark.parametrize("split", ["activation", "input"])
+def test_proves_a_property_that_holds(name: str, radius: float, split: str) -> None:
+    graph, lo, hi, C, m, true_lb, _ = _setup(name, radius)
+    bg = BoundGraph(graph)
+    d = _holds(true_lb)
+    assert true_lb > d.item()  # the property holds: min C·y >= true_lb > d
+    # Bounds alone cannot prove it (so the search does the work).
+    res = compute_bounds(bg, lo, hi, C[None], method="alpha-crown", bound_upper=False)
+    assert float(res.lower[0, 0]) <= d.item()
+    cfg = BabConfig(split=split, batch_size=16, input_batch_size=64)
+    out = run_bab(
+        bg, BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120), falsify=_falsify(graph, C, d)
+    )
+    assert out.reason is StopReason.PROVED, out.detail
+    assert out.counterexample is None
+    assert out.stats.domains_bounded > 1
+
+
+@pytest.mark.parametrize(("name", "radius"), CASES)
+@pytest.mark.parametrize("split", ["activation", "input"])
+def test_finds_a_violation_that_exists(name: str, radius: float, split: str) -> None:
+    graph, lo, hi, C, m, _, argmin = _setup(name, radius)
+    bg = BoundGraph(graph)
+    # Violated near the sampled minimiser only: the falsifier-like corners rarely hit it.
+    d = torch.tensor([m + 1e-3 * (1 + abs(m))], dtype=torch.float64)
+    cfg = BabConfig(split=split, batch_size=16, input_batch_size=64)
+    out = run_bab(
+        bg, BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120), falsify=_falsify(graph, C, d)
+    )
+    assert out.reason is StopReason.COUNTEREXAMPLE, out.detail
+    x = out.counterexample
+    assert bool((x >= lo[0]).all() and (x <= hi[0]).all())
+    assert float(violation(graph, x[None], C, d)[0]) <= 0.0
+
+
+def test_depth_limit_says_why() -> None:
+    graph, lo, hi, C, m, true_lb, _ = _setup("mlp_sigmoid", 2.0)
+    d = _holds(true_lb)
+    cfg = BabConfig(split="activation", batch_size=4, max_depth=1)
+    out = run_bab(BoundGraph(graph), BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
+    assert out.reason is StopReason.MAX_DEPTH
+    assert "depth" in out.detail
+
+
+@pytest.mark.parametrize("split", ["activation", "input"])
+def test_timeout_is_held(split: str) -> None:
+    """A deadline that expires after a few checks ends the search with ``timeout``."""
+    graph, lo, hi, C, m, true_lb, _ = _setup("mlp_sigmoid", 2.0)
+    d = _holds(true_lb)
+    ticks = iter(range(10**9))
+    deadline = Deadline.after(3.0, clock=lambda: float(next(ticks)))
+    cfg = BabConfig(split=split, batch_size=1, input_batch_size=1)
+    out = run_bab(BoundGraph(graph), BabProblem(lo, hi, C, d, d), cfg, deadline)
+    assert out.reason is StopReason.TIMEOUT
+    assert out.stats.domains_left > 0
+
+
+def test_memory_cap_gives_memory_reason() -> None:
+    graph, lo, hi, C, m, true_lb, _ = _setup("mlp_sigmoid", 2.0)
+    d = _holds(true_lb)
+    cfg = BabConfig(split="activation", batch_size=8, max_memory_mb=0.001)
+    out = run_bab(BoundGraph(graph), BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
+    assert out.reason is StopReason.MEMORY
+    assert "MiB" in out.detail
