@@ -107,12 +107,20 @@ class PrepareReport:
     seconds: float
 
 
-def _load_spec(spec_path: Path, graph: models.Graph, cache: CacheDir) -> vnnlib.Spec:
+def _load_spec(
+    spec_path: Path, graph: models.Graph, cache: CacheDir, *, through_disk: bool = False
+) -> vnnlib.Spec:
+    """The spec via the disk cache (``through_disk``: bypass the in-memory cache so that
+    the disk entry is written even when this process parsed the file before)."""
     n_in = int(math.prod(graph.inputs[0].shape))
     n_out = int(math.prod(graph.outputs[0].shape))
     try:
         return vnnlib.load_vnnlib(
-            spec_path, n_inputs=n_in, n_outputs=n_out, cache_dir=cache.spec_dir
+            spec_path,
+            n_inputs=n_in,
+            n_outputs=n_out,
+            cache_dir=cache.spec_dir,
+            cache=vnnlib.SpecCache() if through_disk else None,
         )
     except (vnnlib.VnnlibError, vnnlib.SpecShapeError) as exc:
         raise InputError(str(exc)) from exc
@@ -137,7 +145,7 @@ def prepare_instance(onnx_path: Path, spec_path: Path, cache: CacheDir) -> Prepa
         if not Path(path).is_file():
             raise InputError(f"{path}: {what} file not found")
     graph = loading.load_graph(Path(onnx_path))
-    spec = _load_spec(Path(spec_path), graph, cache)
+    spec = _load_spec(Path(spec_path), graph, cache, through_disk=True)
     loading.make_problem(graph, spec, Path(onnx_path), Path(spec_path))
     graph_file = cache.write_graph(Path(onnx_path), graph)
     _check_tables()
