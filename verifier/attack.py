@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from verifier.config import AttackConfig
+from verifier.counterexample_check import representable_box
 from verifier.deadline import Deadline
-from verifier.ort_check import representable_box
 
 __all__ = [
     "AttackProgress",

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 import models
 import vnnlib
-from verifier.config import InputError, VerifyConfig
+from verifier.config import InputError, VerifyConfig, build_config
 from verifier.deadline import Deadline
 from verifier.pipeline import verify
 from verifier.result import Result, Status
@@ -92,6 +92,33 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """``--profile``, ``--config`` and ``--set``: the settings options every command takes."""
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="NAME|FILE",
+        help="settings profile (verifier/profiles/NAME.toml; speed settings only)",
+    )
+    parser.add_argument(
+        "--config",
+        dest="config_files",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="settings file (TOML, or YAML with PyYAML), applied after the profile",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. attack.steps=100 (VALUE parsed as JSON when possible)",
+    )
+
+
 def _configure_verify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="ONNX model")
     parser.add_argument("spec", type=Path, help="VNN-LIB property")
@@ -112,18 +139,12 @@ def _configure_verify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-bab", action="store_true", help="stop after the incomplete bounds (no branching)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. attack.steps=100 (VALUE parsed as JSON when possible)",
-    )
+    add_settings(parser)
     _add_common(parser)
 
 
-def _parse_override(text: str) -> tuple[str, Any]:
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(key__path, value)`` (VALUE parsed as JSON when possible)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise InputError(f"--set expects KEY=VALUE, got {text!r}")
@@ -135,22 +156,30 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace) -> VerifyConfig:
-    """Defaults, then ``--set`` overrides, then the dedicated flags (validated once)."""
-    overrides: dict[str, Any] = dict(_parse_override(o) for o in args.overrides)
-    if args.timeout is not None:
-        overrides["timeout"] = args.timeout
-    if args.device is not None:
-        overrides["runtime__device"] = args.device
-    if args.dtype is not None:
-        overrides["runtime__dtype"] = args.dtype
-    if args.seed is not None:
+    """The run's settings: defaults, ``--profile``, ``--config`` files, ``--set``, then flags.
+
+    Every command builds its settings here (validated once, frozen).
+    """
+    overrides: dict[str, Any] = dict(parse_override(o) for o in getattr(args, "overrides", []))
+    flags = {
+        "timeout": "timeout",
+        "device": "runtime__device",
+        "dtype": "runtime__dtype",
+        "method": "bounds__method",
+    }
+    for attr, key in flags.items():
+        if getattr(args, attr, None) is not None:
+            overrides[key] = getattr(args, attr)
+    if getattr(args, "seed", None) is not None:
         overrides["runtime__seed"] = args.seed
         overrides["attack__seed"] = args.seed
-    if getattr(args, "method", None) is not None:
-        overrides["bounds__method"] = args.method
     if getattr(args, "no_bab", False):
         overrides["bounds__bab"] = False
-    return VerifyConfig().with_overrides(**overrides)
+    return build_config(
+        profile=getattr(args, "profile", None),
+        files=getattr(args, "config_files", []),
+        overrides=overrides,
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -159,13 +188,18 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def result_json(result: Result, model: Path, spec: Path) -> dict[str, Any]:
-    """The ``--json`` object: status, reason, timings, stats, counterexample (lists) or null."""
+def result_json(
+    result: Result, model: Path, spec: Path, config: VerifyConfig | None = None
+) -> dict[str, Any]:
+    """The ``--json`` object: status, reason, timings, stats, counterexample (lists) or null,
+    and the effective settings (``config``)."""
     payload = result.to_dict()
     for key in ("timings", "stats"):
         payload[key] = {k: _finite(v) for k, v in payload[key].items()}
     payload["model"] = str(model)
     payload["spec"] = str(spec)
+    if config is not None:
+        payload["config"] = config.to_dict()
     return payload
 
 
@@ -217,8 +251,9 @@ class ProgressLine:
 class _Answer:
     """Writes the run's answer exactly once: from the run, or from the watchdog."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, config: VerifyConfig | None = None) -> None:
         self.args = args
+        self.config = config
         self.lock = threading.Lock()
         self.done = False
 
@@ -232,7 +267,7 @@ class _Answer:
             if args.results_file is not None:
                 _write_results_file(args.results_file, result.to_vnncomp())
             if args.json:
-                print(json.dumps(result_json(result, args.model, args.spec)))
+                print(json.dumps(result_json(result, args.model, args.spec, self.config)))
             else:
                 print(result.to_vnncomp(), end="")
             sys.stdout.flush()
@@ -274,7 +309,7 @@ def _run_verify(args: argparse.Namespace, deadline: Deadline) -> int:
     if config.timeout is not None:
         deadline = Deadline(end=deadline.start + config.timeout, start=deadline.start)
     line = ProgressLine()
-    answer = _Answer(args)
+    answer = _Answer(args, config)
     grace = min(0.5, 0.01 * config.timeout) if config.timeout is not None else 0.0
     # Only a process of its own may be ended by the watchdog (not a caller's interpreter).
     timer = _watchdog(answer, deadline, grace) if getattr(args, "owns_process", False) else None
@@ -305,7 +340,8 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance", type=float, default=1e-5, help="max relative error (default 1e-5)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="default: runtime.seed")
+    add_settings(parser)
     _add_common(parser)
 
 
@@ -365,8 +401,10 @@ def _first_box(spec_path: Path, model_path: Path) -> tuple[Any, Any]:
 
 
 def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
-    from verifier.check import check_model
+    from verifier.onnx_agreement import check_model
 
+    config = config_from_args(args)
+    seed = config.runtime.seed if args.seed is None else args.seed
     if args.points < 1:
         raise InputError("--points must be at least 1")
     for path, what in ((args.model, "model"), (args.spec, "spec")):
@@ -375,7 +413,7 @@ def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
     with _as_input_errors():
         box = None if args.spec is None else _first_box(args.spec, args.model)
         report = check_model(
-            args.model, box=box, n_points=args.points, seed=args.seed, tolerance=args.tolerance
+            args.model, box=box, n_points=args.points, seed=seed, tolerance=args.tolerance
         )
     print(_format_check(report))
     return 0 if report.passed else 1
@@ -384,13 +422,32 @@ def _run_check(args: argparse.Namespace, deadline: Deadline) -> int:
 def _run_bounds(args: argparse.Namespace, deadline: Deadline) -> int:
     from verifier import bounds_cmd
 
-    return bounds_cmd.run(args, deadline)
+    config = config_from_args(args)
+    extra = bounds_cmd.overrides(args)
+    return bounds_cmd.run(args, deadline, config.with_overrides(**extra) if extra else config)
 
 
 def _configure_bounds(parser: argparse.ArgumentParser) -> None:
     from verifier import bounds_cmd
 
     bounds_cmd.configure(parser)
+    add_settings(parser)
+    _add_common(parser)
+
+
+def _configure_bench(parser: argparse.ArgumentParser) -> None:
+    from verifier.bench import cli as bench_cli
+
+    bench_cli.configure(parser)
+    add_settings(parser)
+    _add_common(parser)
+
+
+def _run_bench(args: argparse.Namespace, deadline: Deadline) -> int:
+    from verifier.bench import cli as bench_cli
+
+    config = config_from_args(args)  # validated here, applied by every instance run
+    return bench_cli.run(args, config)
 
 
 def _configure_lut(parser: argparse.ArgumentParser) -> None:
@@ -419,6 +476,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "bounds": Subcommand(
         "print sound bounds of every spec row (per input box)", _configure_bounds, _run_bounds
+    ),
+    "bench": Subcommand(
+        "run VNN-COMP benchmark folders, score them, write reports",
+        _configure_bench,
+        _run_bench,
     ),
     "lut": Subcommand("build or check the branching-point lookup tables", _configure_lut, _run_lut),
 }

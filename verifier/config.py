@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from branching import BabConfig
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = [
     "AttackConfig",
@@ -28,6 +34,10 @@ __all__ = [
     "InputError",
     "RuntimeConfig",
     "VerifyConfig",
+    "build_config",
+    "load_profile",
+    "load_settings_file",
+    "profile_names",
 ]
 
 DEVICES = ("cpu", "cuda")
@@ -266,3 +276,117 @@ def _coerce(current: Any, value: Any, name: str) -> Any:
             f"setting {name!r} expects {type(current).__name__}, got {type(value).__name__}"
         )
     return value
+
+
+# ----------------------------------------------------------------------------- files, profiles
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+"""Shipped settings profiles: ``<name>.toml``, one per benchmark family (data, not code)."""
+
+PROFILE_KEYS = ("attack.", "bounds.", "bab.", "runtime.device")
+"""Settings a profile may set: only ones that trade speed, never the answer's meaning.
+
+A profile may not set the time budget (the caller owns it), seeds or the dtype of the run.
+"""
+
+
+def load_settings_file(path: str | Path) -> dict[str, Any]:
+    """Read a settings file (TOML, or YAML when PyYAML is installed) into a nested dict.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, malformed or not a mapping.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the settings file: {exc.strerror or exc}") from exc
+    if path.suffix in (".yaml", ".yml"):
+        data = _parse_yaml(text, path)
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a settings file must hold a mapping of settings")
+    return data
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    try:
+        import yaml  # optional: only for .yaml settings files
+    except ImportError as exc:
+        raise ConfigError(f"{path}: YAML settings need PyYAML (pip install pyyaml)") from exc
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        first = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: invalid YAML: {first}") from exc
+
+
+def _flat_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            keys.extend(_flat_keys(value, f"{prefix}{key}."))
+        else:
+            keys.append(prefix + key)
+    return keys
+
+
+def profile_names() -> tuple[str, ...]:
+    """Names of the shipped profiles (``default`` included)."""
+    return tuple(sorted(p.stem for p in PROFILES_DIR.glob("*.toml")))
+
+
+def load_profile(name_or_path: str | Path) -> dict[str, Any]:
+    """A profile's settings: a shipped profile name (``"acasxu"``) or a file path.
+
+    Raises:
+        ConfigError: unknown profile, bad file, or a key that is not a speed setting.
+    """
+    path = Path(name_or_path)
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        path = PROFILES_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            known = ", ".join(profile_names())
+            raise ConfigError(f"unknown profile {str(name_or_path)!r} (known: {known})")
+    data = load_settings_file(path)
+    for key in _flat_keys(data):
+        if not key.startswith(PROFILE_KEYS):
+            allowed = ", ".join(k + ("*" if k.endswith(".") else "") for k in PROFILE_KEYS)
+            raise ConfigError(f"{path}: a profile may only tune speed ({allowed}), not {key!r}")
+    return data
+
+
+def build_config(
+    *,
+    profile: str | Path | None = None,
+    files: Sequence[str | Path] = (),
+    overrides: Mapping[str, Any] | None = None,
+) -> VerifyConfig:
+    """The one way to build a run's settings: defaults -> profile -> files -> overrides.
+
+    Args:
+        profile: a shipped profile name or a profile file (speed settings only).
+        files: settings files (``--config``), applied in order; any setting allowed.
+        overrides: explicit settings (``--set``, flags, ``verify(**options)``), nested or
+            with ``a__b`` paths.
+
+    Raises:
+        ConfigError: anything invalid (the message names the file or the key).
+    """
+    config = VerifyConfig()
+    if profile is not None:
+        config = config.with_overrides(**load_profile(profile))
+    for path in files:
+        try:
+            config = config.with_overrides(**load_settings_file(path))
+        except ConfigError as exc:
+            if str(path) in str(exc):
+                raise
+            raise ConfigError(f"{path}: {exc}") from exc
+    if overrides:
+        config = config.with_overrides(**overrides)
+    return config

@@ -10,7 +10,7 @@ Answer semantics:
   sound bounds refute every case (CROWN, then alpha-CROWN, then branch-and-bound on the
   cases left open);
 * ``sat`` only for a counterexample confirmed by onnxruntime on the original ONNX file
-  (see :mod:`verifier.ort_check`), found by the falsifier or during the search;
+  (see :mod:`verifier.counterexample_check`), found by the falsifier or during the search;
 * ``timeout`` when the deadline expired before every stage had completed;
 * ``unknown`` when every stage completed (within the budget) without deciding.
 
@@ -41,9 +41,9 @@ from bounds.relax import DomainError
 from branching import BabProblem, BabStats, StopReason, choose_split_mode, run_bab
 from verifier.attack import AttackProgress, CaseGroup, group_cases, iter_candidates
 from verifier.config import InputError, VerifyConfig
+from verifier.counterexample_check import OrtChecker, OrtCheckError
 from verifier.deadline import Deadline
 from verifier.incomplete import OpenGroup, run_incomplete
-from verifier.ort_check import OrtChecker, OrtCheckError
 from verifier.result import Counterexample, Result, Status
 from verifier.runtime import Runtime, runtime_context
 
@@ -55,6 +55,7 @@ __all__ = [
     "load_problem",
     "make_forward",
     "verify",
+    "verify_loaded",
 ]
 
 log = logging.getLogger(__name__)
@@ -456,6 +457,30 @@ def verify(
     Raises:
         InputError: bad input (see the module docstring).
     """
+    return verify_loaded(
+        lambda: load_problem(model_path, spec_path),
+        config,
+        deadline=deadline,
+        stages=stages,
+        progress=progress,
+        **overrides,
+    )
+
+
+def verify_loaded(
+    load: Callable[[], Problem],
+    config: VerifyConfig | None = None,
+    *,
+    deadline: Deadline | None = None,
+    stages: tuple[Stage, ...] = DEFAULT_STAGES,
+    progress: Callable[[BabStats], None] | None = None,
+    **overrides: Any,
+) -> Result:
+    """:func:`verify` for a problem produced by ``load()`` (a cache, an in-memory model).
+
+    ``load`` runs inside the run's runtime context and its time is reported as ``load_s``;
+    ``Problem.model_path`` must be an ONNX file onnxruntime can open (it confirms ``sat``).
+    """
     config = config if config is not None else VerifyConfig()
     if overrides:
         config = config.with_overrides(**overrides)
@@ -465,7 +490,7 @@ def verify(
     start = time.perf_counter()
     with runtime_context(config.runtime) as rt:
         with _timed(stats, "load_s"):
-            problem = load_problem(model_path, spec_path)
+            problem = load()
         ctx = StageContext(problem, config, deadline, rt, OrtChecker(problem.model_path), stats)
         ctx.progress = progress
         result = _run_stages(ctx, stages)

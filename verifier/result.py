@@ -7,6 +7,8 @@ Status words follow VNN-COMP: ``sat`` (a counterexample exists; the property is 
 from __future__ import annotations
 
 import enum
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -95,6 +97,13 @@ class Result:
             return self.status.word + "\n"
         text = self.counterexample.to_vnncomp().rstrip("\n")
         return f"{self.status.word}\n{text}\n"
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON (non-finite numbers become null)."""
+        data = self.to_dict()
+        for key in ("timings", "stats"):
+            data[key] = {k: v if math.isfinite(v) else None for k, v in data[key].items()}
+        return json.dumps(data)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form: status, reason, timings (``*_s``), other stats, counterexample."""

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from models import evaluate, load_onnx
-from verifier.check import float64_model
+from verifier.onnx_agreement import float64_model
 
 _BOUND = re.compile(r"\(assert\s+\((<=|>=)\s+X_(\d+)\s+([-+0-9.eE]+)\s*\)\s*\)")
 TOL = 1e-5

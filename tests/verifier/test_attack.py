@@ -14,8 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from verifier.attack import AttackProgress, CaseGroup, find_candidate, group_cases, iter_candidates
 from verifier.config import AttackConfig
+from verifier.counterexample_check import OrtChecker, OrtCheckError, representable_box
 from verifier.deadline import Deadline
-from verifier.ort_check import OrtChecker, OrtCheckError, representable_box
 
 CPU = torch.device("cpu")
 # Slack on top of a time budget when a test checks that the budget is honoured: generous

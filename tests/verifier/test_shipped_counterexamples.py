@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.shared_data import parametrize_shared
-from verifier.ort_check import OrtChecker
+from verifier.counterexample_check import OrtChecker
 from vnnlib import load_vnnlib, read_counterexample
 
 

@@ -1,4 +1,4 @@
-"""verifier.check: the model check against onnxruntime."""
+"""verifier.onnx_agreement: our import of a model against onnxruntime."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from models import ModelLoadError
-from verifier.check import CheckReport, check_model, float64_model
+from verifier.onnx_agreement import CheckReport, check_model, float64_model
 
 RNG = np.random.default_rng(5)
 

@@ -1,0 +1,180 @@
+"""Benchmark report: markdown, a self-contained HTML page and a cactus plot.
+
+The cactus plot (instances solved vs time, ours beside the reference tool's times) needs
+matplotlib (``pip install "nlverify[report]"``); without it the reports say so and the
+rest is written. A wrong answer is listed at the very top of both reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from verifier.bench.scoring import Scored, Totals, totals
+
+__all__ = ["ReportFiles", "cactus_png", "markdown_report", "write_reports"]
+
+log = logging.getLogger(__name__)
+
+MIN_TIME = 1.0
+"""VNN-COMP counts runtimes below 1 s as 1 s."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFiles:
+    """Paths written by :func:`write_reports` (``plot`` is None without matplotlib)."""
+
+    markdown: Path
+    html: Path
+    plot: Path | None
+
+
+def _solved_times(times: Sequence[float]) -> list[float]:
+    return sorted(max(MIN_TIME, t) for t in times)
+
+
+def cactus_png(scored: Sequence[Scored], title: str = "nlverify") -> bytes | None:
+    """PNG bytes of the cactus plot, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    ours = _solved_times([s.row.time for s in scored if s.verdict == "correct"])
+    ref = _solved_times([s.ref_time for s in scored if s.ref_score > 0 and s.ref_time is not None])
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for label, times, style in (("nlverify", ours, "-o"), ("alpha-beta-CROWN (ref.)", ref, "--s")):
+        ax.plot(
+            times, range(1, len(times) + 1), style, markersize=3, label=f"{label}: {len(times)}"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("time per instance (s, log)")
+    ax.set_ylabel("instances solved")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _benchmark_totals(scored: Sequence[Scored]) -> list[Totals]:
+    names = sorted({s.row.benchmark for s in scored})
+    per = [totals([s for s in scored if s.row.benchmark == n], n) for n in names]
+    return per + [totals(scored, "all")]
+
+
+def _wrong_lines(scored: Sequence[Scored]) -> list[str]:
+    return [
+        f"WRONG ANSWER: {s.row.benchmark} {s.row.onnx} {s.row.vnnlib}: answered "
+        f"{s.row.result}, expected {s.expected or 'unknown'}"
+        + (f" ({s.witness})" if s.witness else "")
+        for s in scored
+        if s.verdict == "wrong"
+    ]
+
+
+_TOTAL_HEAD = (
+    "| benchmark | instances | solved | sat | unsat | wrong | score | ref. solved | ref. score |"
+)
+
+
+def _totals_table(rows: Sequence[Totals]) -> list[str]:
+    out = [_TOTAL_HEAD, "|" + "---|" * 9]
+    for t in rows:
+        out.append(
+            f"| {t.name} | {t.instances} | {t.solved} | {t.sat} | {t.unsat} | {t.wrong} | "
+            f"{t.score} | {t.ref_solved} | {t.ref_score} |"
+        )
+    return out
+
+
+def _instance_table(scored: Sequence[Scored]) -> list[str]:
+    out = [
+        "| benchmark | onnx | vnnlib | expected | result | verdict | score | time (s) "
+        "| stop reason | ref. | ref. time (s) |",
+        "|" + "---|" * 11,
+    ]
+    for s in scored:
+        ref_time = "" if s.ref_time is None else f"{s.ref_time:.2f}"
+        out.append(
+            f"| {s.row.benchmark} | {s.row.onnx} | {s.row.vnnlib} | {s.expected} | "
+            f"{s.row.result} | {s.verdict} | {s.score} | {s.row.time:.2f} | "
+            f"{s.row.stop_reason} | {s.ref_result} | {ref_time} |"
+        )
+    return out
+
+
+def markdown_report(scored: Sequence[Scored], plot_name: str | None, title: str) -> str:
+    """The markdown report (wrong answers first, totals, plot, per-instance table)."""
+    lines = [f"# {title}", ""]
+    wrong = _wrong_lines(scored)
+    if wrong:
+        lines += ["**" + w + "**" for w in wrong] + [""]
+    lines += ["## Totals (VNN-COMP 2023+ scoring: +10 correct, -150 wrong)", ""]
+    lines += _totals_table(_benchmark_totals(scored)) + [""]
+    if plot_name:
+        lines += [f"![cactus plot]({plot_name})", ""]
+    else:
+        lines += ["(no cactus plot: matplotlib is not installed; `pip install nlverify[report]`)"]
+        lines += [""]
+    lines += ["## Instances", ""] + _instance_table(scored) + [""]
+    return "\n".join(lines)
+
+
+def _html_table(md_lines: Sequence[str]) -> str:
+    head, _, *body = md_lines
+    cells = [c.strip() for c in head.strip("|").split("|")]
+    out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>"]
+    for line in body:
+        row = [c.strip() for c in line.strip("|").split("|")]
+        cls = ' class="wrong"' if "wrong" in row else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    return "\n".join(out + ["</table>"])
+
+
+def html_report(scored: Sequence[Scored], png: bytes | None, title: str) -> str:
+    """A self-contained HTML page (the plot embedded as a data URI)."""
+    wrong = "".join(f'<p class="alarm">{html.escape(w)}</p>' for w in _wrong_lines(scored))
+    plot = (
+        f'<img alt="cactus plot" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        if png
+        else "<p>(no cactus plot: matplotlib is not installed)</p>"
+    )
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #bbb;padding:2px 6px}.alarm{color:#fff;background:#c00;"
+        "padding:.5em;font-weight:bold}tr.wrong{background:#fcc}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{wrong}"
+        f"<h2>Totals</h2>{_html_table(_totals_table(_benchmark_totals(scored)))}"
+        f"<h2>Cactus plot</h2>{plot}<h2>Instances</h2>{_html_table(_instance_table(scored))}"
+        "</body></html>"
+    )
+
+
+def write_reports(scored: Sequence[Scored], out_dir: Path, title: str) -> ReportFiles:
+    """Write ``report.md``, ``report.html`` and ``cactus.png`` (when matplotlib exists)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_bench = len({s.row.benchmark for s in scored})
+    png = cactus_png(scored, f"solved vs time: {n_bench} benchmark(s), {len(scored)} instances")
+    plot = None
+    if png is not None:
+        plot = out_dir / "cactus.png"
+        plot.write_bytes(png)
+    md = out_dir / "report.md"
+    md.write_text(markdown_report(scored, plot.name if plot else None, title))
+    page = out_dir / "report.html"
+    page.write_text(html_report(scored, png, title))
+    return ReportFiles(md, page, plot)

@@ -1,0 +1,101 @@
+"""``python -m verifier.vnncomp prepare|run ...``: the entry point of the competition scripts.
+
+    python -m verifier.vnncomp prepare CATEGORY ONNX VNNLIB
+    python -m verifier.vnncomp run CATEGORY ONNX VNNLIB RESULTS_FILE TIMEOUT
+
+The cache of prepared instances is ``--cache-dir``, else ``$NLVERIFY_CACHE``, else
+``~/.cache/nlverify/vnncomp``. ``run`` counts its budget from process start. Exit codes:
+0 on success (``run`` always writes a results file on success), 2 for bad input to
+``prepare`` or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from verifier.cli import add_settings, parse_override
+from verifier.config import InputError
+from verifier.deadline import Deadline
+from verifier.vnncomp.harness import CacheDir, prepare_instance, run_config, run_instance
+
+
+def _cache_dir(arg: Path | None) -> CacheDir:
+    if arg is not None:
+        return CacheDir(arg)
+    env = os.environ.get("NLVERIFY_CACHE")
+    return CacheDir(Path(env) if env else Path.home() / ".cache" / "nlverify" / "vnncomp")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m verifier.vnncomp")
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="convert and cache one instance (no verification)")
+    run = sub.add_parser("run", help="verify one instance and write its results file")
+    for p in (prep, run):
+        p.add_argument("category")
+        p.add_argument("onnx", type=Path)
+        p.add_argument("vnnlib", type=Path)
+    run.add_argument("results_file", type=Path)
+    run.add_argument("timeout", type=float)
+    add_settings(run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``prepare`` or ``run``; returns the exit code."""
+    deadline = Deadline.since_process_start() if argv is None else Deadline.never()
+    args = _parser().parse_args(argv)
+    level = logging.WARNING if args.verbose == 0 else logging.INFO
+    logging.basicConfig(
+        stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s"
+    )
+    cache = _cache_dir(args.cache_dir)
+    if args.command == "prepare":
+        try:
+            report = prepare_instance(args.onnx, args.vnnlib, cache)
+        except InputError as exc:
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+        print(f"prepared {args.onnx.name} ({report.cases} cases) in {report.seconds:.2f} s")
+        return 0
+    budget = Deadline(end=deadline.start + args.timeout, start=deadline.start)
+    try:
+        config = run_config(
+            args.category,
+            args.timeout,
+            profile=args.profile,
+            files=tuple(args.config_files),
+            overrides=dict(parse_override(o) for o in args.overrides),
+        )
+    except InputError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    result = run_instance(
+        args.category,
+        args.onnx,
+        args.vnnlib,
+        args.results_file,
+        args.timeout,
+        cache=cache,
+        deadline=budget,
+        config=config,
+    )
+    print(result.status.word)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    # End right after the answer is written: torch's teardown can take a second, which
+    # a budget counted from process start must not pay.
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    logging.shutdown()
+    os._exit(code)
