@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED, shared_available
+from tests.shared_data import benchmarks_available, shared_root
 from verifier import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _shell_line(line: str, cwd: Path) -> None:
     if line.startswith("verify "):
-        argv = shlex.split(line.replace("../shared", str(SHARED)))[1:]
+        argv = shlex.split(line.replace("../shared", str(shared_root())))[1:]
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             code = cli.main(argv)
@@ -65,12 +65,12 @@ def test_readme_shell_examples(scratch: Path) -> None:
     for line in lines:
         if "install_tool.sh" in line or "pip install" in line:
             continue
-        if "../shared" in line and not shared_available():
+        if "../shared" in line and not benchmarks_available():
             continue
         _shell_line(line, scratch)
         ran += 1
     assert ran >= 5
-    if shared_available():
+    if benchmarks_available():
         assert (scratch / "bench-out" / "report.md").is_file()
 
 
