@@ -28,8 +28,9 @@ from torch import Tensor
 from .crown import backward_lower, is_crown_refined, selector_rows
 from .ibp import node_interval
 from .network import BoundGraph
+from .products import matmul_shapes, product_alpha_init
 from .relax.base import default_split_mask
-from .relax.bilinear import MUL_N_ALPHA, mul_alpha_init
+from .relax.bilinear import MUL_N_ALPHA
 from .types import Bounds
 
 log = logging.getLogger(__name__)
@@ -93,13 +94,23 @@ def _n_alpha(bg: BoundGraph, name: str) -> int:
     return MUL_N_ALPHA if info.kind == "product" else 0
 
 
+def _alpha_elements(bg: BoundGraph, name: str) -> int:
+    """Elements that carry parameters per row: a ``MatMul`` product has one pair per
+    term (``[..., n, k, m]``), every other node one per element."""
+    node = bg.infos[name].node
+    if bg.infos[name].kind == "product" and node.op == "MatMul":
+        return math.prod(matmul_shapes(*(bg.shape(i) for i in node.inputs))[1])
+    return math.prod(bg.shape(name))
+
+
 def init_alphas(
     bg: BoundGraph,
     bounds: Mapping[str, Bounds],
     S: int,
     nodes: set[str] | frozenset[str] | None = None,
 ) -> dict[str, Tensor]:
-    """Default-relaxation parameters for every optimisable node: ``[n, S, B, *shape]``.
+    """Default-relaxation parameters for every optimisable node: ``[n, S, B, *shape]``
+    (a ``MatMul`` product: ``[2, S, B, *batch, n, k, m]``, one pair per term).
 
     ``nodes`` restricts the result to a subset (e.g. the ancestors of one node).
     """
@@ -115,8 +126,7 @@ def init_alphas(
             init = relax.alpha_init(b.lower, b.upper)
         elif info.kind == "product":
             x, y = (bounds[n] for n in info.node.inputs)
-            init = mul_alpha_init(x.lower, x.upper, y.lower, y.upper)
-            assert init.shape[0] == MUL_N_ALPHA
+            init = product_alpha_init(info.node.op, x, y)
         else:
             continue
         init = init.detach().unsqueeze(1)
@@ -199,7 +209,7 @@ def _intermediate_starts(
         if not ups or idx.numel() == 0:
             continue
         B = bounds[name].lower.shape[0]
-        per_row = sum(_n_alpha(bg, a) * math.prod(bg.shape(a)) for a in ups)
+        per_row = sum(_n_alpha(bg, a) * _alpha_elements(bg, a) for a in ups)
         cost = 2 * idx.numel() * B * per_row
         if used + cost > budget:
             continue

@@ -21,8 +21,7 @@ from torch import Tensor
 
 from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
-from .ops.backward import sum_to
-from .relax.bilinear import relax_mul
+from .products import matmul_step, mul_step
 from .types import BallBounds, Bounds, LinearBounds
 
 # Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes.
@@ -121,12 +120,8 @@ def _product_step(
     bg: BoundGraph, info: NodeInfo, a: Tensor, bounds: Mapping[str, Bounds], alpha: Tensor | None
 ) -> tuple[list[Tensor], Tensor]:
     xn, yn = info.node.inputs
-    x, y = bounds[xn], bounds[yn]
-    p = relax_mul(x.lower, x.upper, y.lower, y.upper, alpha)
-    pos, neg = a.clamp(min=0), a.clamp(max=0)
-    ax = sum_to(pos * p.lx + neg * p.ux, bg.shape(xn))
-    ay = sum_to(pos * p.ly + neg * p.uy, bg.shape(yn))
-    bias = _flat_sum(_mul_guarded(pos, p.lc) + _mul_guarded(neg, p.uc))
+    step = matmul_step if info.node.op == "MatMul" else mul_step
+    ax, ay, bias = step(a, bounds[xn], bounds[yn], alpha, bg.shape(xn), bg.shape(yn))
     return [ax, ay], bias
 
 

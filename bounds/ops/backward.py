@@ -140,7 +140,21 @@ def _mul(
     return [sum_to(a * c, tuple(shape))], None
 
 
-_CONV_INPUT = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}
+_CONV_INPUT = {
+    1: torch.nn.grad.conv1d_input,
+    2: torch.nn.grad.conv2d_input,
+    3: torch.nn.grad.conv3d_input,
+}
+
+
+def _patch_transpose(a: Tensor, w: Tensor, size: Shape) -> Tensor:
+    """Transpose of a 2-d convolution whose stride equals its kernel (non-overlapping
+    patches, e.g. a ViT patch embedding): one matrix product, ``[R, M, Ho, Wo]`` ->
+    ``[R, C, *size]`` (positions no patch covers get 0)."""
+    R, _, Ho, Wo = a.shape
+    C, kh, kw = w.shape[1:]
+    g = torch.einsum("rmhw,mcij->rchiwj", a, w).reshape(R, C, Ho * kh, Wo * kw)
+    return torch.nn.functional.pad(g, (0, size[1] - Wo * kw, 0, size[0] - Ho * kh))
 
 
 def _conv(
@@ -157,14 +171,20 @@ def _conv(
     pads = [int(p) for p in node.attr("pads", None) or (0,) * (2 * nsp)]
     padded = tuple(s + pads[i] + pads[i + nsp] for i, s in enumerate(in_shape[-nsp:]))
     flat = a.reshape((-1,) + tuple(a.shape[-(nsp + 1) :]))
-    g = _CONV_INPUT[nsp](
-        (flat.shape[0], in_shape[-nsp - 1]) + padded,
-        w,
-        flat,
-        stride=tuple(int(s) for s in node.attr("strides", None) or (1,) * nsp),
-        dilation=tuple(int(d) for d in node.attr("dilations", None) or (1,) * nsp),
-        groups=int(node.attr("group", 1)),
-    )
+    stride = tuple(int(s) for s in node.attr("strides", None) or (1,) * nsp)
+    dilation = tuple(int(d) for d in node.attr("dilations", None) or (1,) * nsp)
+    groups = int(node.attr("group", 1))
+    if nsp == 2 and groups == 1 and stride == tuple(w.shape[2:]) and dilation == (1, 1):
+        g = _patch_transpose(flat, w, padded)
+    else:
+        g = _CONV_INPUT[nsp](
+            (flat.shape[0], in_shape[-nsp - 1]) + padded,
+            w,
+            flat,
+            stride=stride,
+            dilation=dilation,
+            groups=groups,
+        )
     for i in range(nsp):
         g = g.narrow(2 + i, pads[i], in_shape[-nsp + i])
     grads = [g.reshape(a.shape[:2] + in_shape)]
