@@ -15,7 +15,13 @@ from torch import Tensor
 from models.graph import Graph
 
 from .alpha import AlphaConfig, optimize_bounds
-from .crown import BackwardResult, backward_lower, concretize_box, crown_bounds
+from .crown import (
+    BackwardResult,
+    RelaxationCache,
+    backward_lower,
+    concretize_box,
+    crown_bounds,
+)
 from .ibp import ibp
 from .network import BoundGraph, bound_graph
 from .types import BallBounds, Bounds, BoundsError, LinearBounds
@@ -114,12 +120,18 @@ def compute_bounds(
     rows = _spec_rows(bg, C, B, lower)
     S = rows.shape[0]
     A0 = torch.cat([rows, -rows]) if bound_upper else rows
+    cache = RelaxationCache()
     with torch.no_grad():
         if method is Method.IBP:
             inter = ibp(bg, box, known=known)
         else:
             inter = crown_bounds(
-                bg, box, known=known, max_elements=crown_max_elements, stop_at=stop_at
+                bg,
+                box,
+                known=known,
+                max_elements=crown_max_elements,
+                stop_at=stop_at,
+                relax_cache=cache,
             )
         out_ibp = concretize_box(A0, inter[bg.output_name])
         linear, node_A = None, None
@@ -134,6 +146,7 @@ def compute_bounds(
                 inter,
                 return_input_A=return_A,
                 record=record if return_A else frozenset(),
+                relax_cache=cache,
             )
             lb = torch.maximum(res.lower, out_ibp)
             if return_A:

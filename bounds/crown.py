@@ -22,6 +22,7 @@ from torch import Tensor
 from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
 from .products import matmul_step, mul_step
+from .relax.base import Lines
 from .types import BallBounds, Bounds, LinearBounds
 
 # Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes.
@@ -105,11 +106,41 @@ def _affine_step(bg: BoundGraph, info: NodeInfo, a: Tensor) -> tuple[list[Tensor
     return grads, bias
 
 
+class RelaxationCache:
+    """Relaxation lines of unary nodes without parameters, kept while their input
+    interval is the same object: bounding every intermediate node walks back through
+    the same nonlinearities, and an S-shaped relaxation (tangent searches) costs far
+    more than applying it (zoo LSTM: 8 of 9 s of CROWN went to recomputing them).
+
+    Holds a reference to each interval it was computed from, so an entry is reused
+    only for that very interval (a refined or split interval is a new object).
+    """
+
+    def __init__(self) -> None:
+        self._lines: dict[str, tuple[Bounds, Lines]] = {}
+
+    def lines(self, info: NodeInfo, b: Bounds) -> Lines:
+        hit = self._lines.get(info.node.name)
+        if hit is not None and hit[0] is b:
+            return hit[1]
+        assert info.relaxation is not None
+        lines = info.relaxation.relax(b.lower, b.upper, None)
+        self._lines[info.node.name] = (b, lines)
+        return lines
+
+
 def _unary_step(
-    info: NodeInfo, a: Tensor, b: Bounds, alpha: Tensor | None
+    info: NodeInfo,
+    a: Tensor,
+    b: Bounds,
+    alpha: Tensor | None,
+    cache: RelaxationCache | None = None,
 ) -> tuple[Tensor, Tensor]:
     assert info.relaxation is not None
-    lines = info.relaxation.relax(b.lower, b.upper, alpha)
+    if alpha is None and cache is not None:
+        lines = cache.lines(info, b)
+    else:
+        lines = info.relaxation.relax(b.lower, b.upper, alpha)
     pos, neg = a.clamp(min=0), a.clamp(max=0)
     new_a = pos * lines.lw + neg * lines.uw
     bias = _flat_sum(_mul_guarded(pos, lines.lb) + _mul_guarded(neg, lines.ub))
@@ -139,6 +170,7 @@ def backward_lower(
     alphas: Mapping[str, Tensor] | None = None,
     return_input_A: bool = False,
     record: frozenset[str] | set[str] = frozenset(),
+    relax_cache: RelaxationCache | None = None,
 ) -> BackwardResult:
     """Sound lower bound of ``A0 · start`` over the input box ``bounds[input]``.
 
@@ -150,6 +182,8 @@ def backward_lower(
         alphas: optional relaxation parameters per node, ``[n, S, B, *shape]``.
         return_input_A: also return the input coefficients (for BBPS shortcuts).
         record: nonlinear nodes whose output coefficients to return.
+        relax_cache: reuse parameter-free relaxation lines across calls that share
+            interval objects (see :class:`RelaxationCache`).
     """
     alphas = alphas or {}
     acc: dict[str, Tensor] = {start: A0}
@@ -164,7 +198,7 @@ def backward_lower(
         if name in record:
             node_A[name] = a
         if info.kind == "unary":
-            new_a, b = _unary_step(info, a, bounds[node.inputs[0]], alphas.get(name))
+            new_a, b = _unary_step(info, a, bounds[node.inputs[0]], alphas.get(name), relax_cache)
             _accumulate(acc, node.inputs[0], new_a)
         elif info.kind == "product":
             grads, b = _product_step(bg, info, a, bounds, alphas.get(name))
@@ -190,7 +224,13 @@ def selector_rows(n: int, index: Tensor, B: int, like: Tensor) -> Tensor:
     return rows.unsqueeze(1).expand(-1, B, -1)
 
 
-def node_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Bounds:
+def node_bounds(
+    bg: BoundGraph,
+    name: str,
+    bounds: Mapping[str, Bounds],
+    *,
+    relax_cache: RelaxationCache | None = None,
+) -> Bounds:
     """CROWN bounds of every element of node ``name`` (rows processed in chunks)."""
     shape = bg.shape(name)
     n = math.prod(shape)
@@ -203,7 +243,7 @@ def node_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Boun
         e = min(n, s + chunk)
         eye = selector_rows(n, torch.arange(s, e), B, like)
         A0 = torch.cat([eye, -eye]).reshape((2 * (e - s), B) + shape)
-        lb = backward_lower(bg, name, A0, bounds).lower
+        lb = backward_lower(bg, name, A0, bounds, relax_cache=relax_cache).lower
         lows.append(lb[: e - s])
         ups.append(-lb[e - s :])
     lower = torch.cat(lows).T.reshape((B,) + shape)
@@ -219,6 +259,7 @@ def crown_bounds(
     use_crown: bool = True,
     max_elements: int = 4096,
     stop_at: float | None = None,
+    relax_cache: RelaxationCache | None = None,
 ) -> dict[str, Bounds]:
     """Intervals of all perturbed nodes: IBP, refined by CROWN where relaxations need them.
 
@@ -232,10 +273,12 @@ def crown_bounds(
             differences inside a decomposed softmax).
         stop_at: a ``time.monotonic()`` deadline; nodes reached after it keep their
             IBP bounds (sound, looser), so a time budget is never overrun by much.
+        relax_cache: relaxation lines to share with later calls (a fresh one if None).
     """
     known = known or {}
     bounds: dict[str, Bounds] = {bg.input_name: box}
     need = set(bg.needs_bounds)
+    cache = RelaxationCache() if relax_cache is None else relax_cache
     for name in bg.order:
         b = node_interval(bg, bg.infos[name], bounds)
         if name in known:
@@ -244,7 +287,7 @@ def crown_bounds(
         if stop_at is not None and use_crown and time.monotonic() > stop_at:
             use_crown = False
         if use_crown and name in need and is_crown_refined(bg, name, max_elements):
-            bounds[name] = b.intersect(node_bounds(bg, name, bounds))
+            bounds[name] = b.intersect(node_bounds(bg, name, bounds, relax_cache=cache))
     return bounds
 
 
