@@ -56,7 +56,16 @@ def _flat_sum(t: Tensor) -> Tensor:
 
 
 def concretize_box(A: Tensor, box: Bounds) -> Tensor:
-    """``min_{x in box} A·x`` for ``A`` ``[S, B, *in]`` and box ``[B, *in]`` -> ``[S, B]``."""
+    """``min_{x in box} A·x`` for ``A`` ``[S, B, *in]`` and box ``[B, *in]`` -> ``[S, B]``.
+
+    A finite box uses ``A·c - |A|·r`` (centre, radius): two contractions instead of
+    splitting ``A`` by sign.
+    """
+    lo, up = box.lower, box.upper
+    if A.dim() > 2 and bool(torch.isfinite(lo).all()) and bool(torch.isfinite(up).all()):
+        flat = A.flatten(2)
+        c, r = ((lo + up) / 2).flatten(1), ((up - lo) / 2).flatten(1)
+        return torch.einsum("sbn,bn->sb", flat, c) - torch.einsum("sbn,bn->sb", flat.abs(), r)
     pos, neg = A.clamp(min=0), A.clamp(max=0)
     return _flat_sum(_mul_guarded(pos, box.lower) + _mul_guarded(neg, box.upper))
 

@@ -44,7 +44,9 @@ def _weights(alpha: Tensor) -> tuple[Tensor, Tensor]:
     """``(r, r')`` clamped to ``[0, 1]`` (NaN counts as 0), as in ``relax_mul``."""
     if alpha.dim() < 1 or alpha.shape[0] < MUL_N_ALPHA:
         raise ValueError(f"alpha must have shape [{MUL_N_ALPHA}, *S], got {tuple(alpha.shape)}")
-    w = torch.nan_to_num(alpha).clamp(0.0, 1.0)
+    with torch.no_grad():
+        inside = bool(((alpha >= 0) & (alpha <= 1)).all())  # False for NaN
+    w = alpha if inside else torch.nan_to_num(alpha).clamp(0.0, 1.0)
     return w[0], w[1]
 
 
@@ -166,17 +168,19 @@ def matmul_step(
     r2 = neg.unsqueeze(-2) * rp
     ax = pos @ _t(yu) + neg @ _t(yl) + ((r1 - r2) * (yl - yu).unsqueeze(-3)).sum(-1)
     # contractions over i (rows of X): [.., n, k, m] x [.., n, k] -> [.., k, m]
-    p1l, p1u = _over_rows(r1, xl), _over_rows(r1, xu)
-    p2l, p2u = _over_rows(r2, xl), _over_rows(r2, xu)
+    p1l, p1u = _over_rows(r1, xl, xu)
+    p2l, p2u = _over_rows(r2, xl, xu)
     ay = _t(xu) @ a + (p1l + p2l - p1u - p2u)
     bias = pos * (xu @ yu) + neg * (xu @ yl)
     extra = p1l * yl - p1u * yu + p2l * yu - p2u * yl
     return sum_to(ax, xshape), sum_to(ay, yshape), -(_flat_sum(bias) + _flat_sum(extra))
 
 
-def _over_rows(w: Tensor, v: Tensor) -> Tensor:
-    """``sum_i w[..., i, t, j] * v[..., i, t]`` -> ``[..., t, j]``."""
-    return (w * v.unsqueeze(-1)).sum(-3)
+def _over_rows(w: Tensor, v1: Tensor, v2: Tensor) -> tuple[Tensor, Tensor]:
+    """``sum_i w[..., i, t, j] * v[..., i, t]`` -> ``[..., t, j]`` for ``v = v1, v2``."""
+    v = torch.stack([v1, v2], -1).expand(w.shape[:-1] + (2,))
+    out = torch.einsum("...itj,...itc->...tjc", w, v)
+    return out[..., 0], out[..., 1]
 
 
 def _matmul_elementwise(
