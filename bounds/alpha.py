@@ -31,7 +31,7 @@ from .network import BoundGraph
 from .products import matmul_shapes, product_alpha_init
 from .relax.base import default_split_mask
 from .relax.bilinear import MUL_N_ALPHA
-from .types import Bounds
+from .types import CROWN_MAX_ELEMENTS, Bounds
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def optimize_bounds(
     thresholds: Tensor | None = None,
     config: AlphaConfig | None = None,
     initial: Tensor | None = None,
-    max_elements: int = 4096,
+    max_elements: int = CROWN_MAX_ELEMENTS,
 ) -> AlphaResult:
     """alpha-CROWN with intermediate-layer parameters (see the module docstring).
 

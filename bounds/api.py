@@ -24,7 +24,7 @@ from .crown import (
 )
 from .ibp import ibp
 from .network import BoundGraph, bound_graph
-from .types import BallBounds, Bounds, BoundsError, LinearBounds
+from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, BoundsError, LinearBounds
 
 
 class Method(str, enum.Enum):
@@ -82,7 +82,7 @@ def compute_bounds(
     alpha: AlphaConfig | None = None,
     known: Mapping[str, Bounds] | None = None,
     return_A: bool = False,
-    crown_max_elements: int = 4096,
+    crown_max_elements: int = CROWN_MAX_ELEMENTS,
     time_limit: float | None = None,
     _input_set: Bounds | None = None,
 ) -> SpecBounds:

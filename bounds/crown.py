@@ -23,7 +23,7 @@ from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
 from .products import matmul_step, mul_step
 from .relax.base import Lines
-from .types import BallBounds, Bounds, LinearBounds
+from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, LinearBounds
 
 # Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes.
 _CHUNK_ELEMENTS = 1 << 24
@@ -266,7 +266,7 @@ def crown_bounds(
     *,
     known: Mapping[str, Bounds] | None = None,
     use_crown: bool = True,
-    max_elements: int = 4096,
+    max_elements: int = CROWN_MAX_ELEMENTS,
     stop_at: float | None = None,
     relax_cache: RelaxationCache | None = None,
 ) -> dict[str, Bounds]:
