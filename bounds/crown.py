@@ -150,10 +150,21 @@ def _unary_step(
         lines = cache.lines(info, b)
     else:
         lines = info.relaxation.relax(b.lower, b.upper, alpha)
-    pos, neg = a.clamp(min=0), a.clamp(max=0)
-    new_a = pos * lines.lw + neg * lines.uw
+    pos = a.clamp(min=0)
+    neg = a - pos
+    new_a = torch.addcmul(pos * lines.lw, neg, lines.uw)
+    shared = lines.lb.dim() == a.dim() - 1  # lines [B, *shape] shared by all rows
+    if shared and a.dim() > 2 and _finite(lines.lb) and _finite(lines.ub):
+        flat = a.shape[:2] + (-1,)
+        bias = torch.einsum("sbn,bn->sb", pos.reshape(flat), lines.lb.flatten(1))
+        bias = bias + torch.einsum("sbn,bn->sb", neg.reshape(flat), lines.ub.flatten(1))
+        return new_a, bias
     bias = _flat_sum(_mul_guarded(pos, lines.lb) + _mul_guarded(neg, lines.ub))
     return new_a, bias
+
+
+def _finite(t: Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
 
 
 def _product_step(
