@@ -3,9 +3,10 @@
 from .alpha import AlphaConfig
 from .api import Method, SpecBounds, compute_bounds, compute_bounds_ball
 from .network import BoundGraph
-from .types import BallBounds, Bounds, BoundsError, LinearBounds
+from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, BoundsError, LinearBounds
 
 __all__ = [
+    "CROWN_MAX_ELEMENTS",
     "AlphaConfig",
     "BallBounds",
     "BoundGraph",

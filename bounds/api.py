@@ -15,10 +15,16 @@ from torch import Tensor
 from models.graph import Graph
 
 from .alpha import AlphaConfig, optimize_bounds
-from .crown import BackwardResult, backward_lower, concretize_box, crown_bounds
+from .crown import (
+    BackwardResult,
+    RelaxationCache,
+    backward_lower,
+    concretize_box,
+    crown_bounds,
+)
 from .ibp import ibp
 from .network import BoundGraph, bound_graph
-from .types import BallBounds, Bounds, BoundsError, LinearBounds
+from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, BoundsError, LinearBounds
 
 
 class Method(str, enum.Enum):
@@ -76,7 +82,7 @@ def compute_bounds(
     alpha: AlphaConfig | None = None,
     known: Mapping[str, Bounds] | None = None,
     return_A: bool = False,
-    crown_max_elements: int = 4096,
+    crown_max_elements: int = CROWN_MAX_ELEMENTS,
     time_limit: float | None = None,
     _input_set: Bounds | None = None,
 ) -> SpecBounds:
@@ -114,12 +120,18 @@ def compute_bounds(
     rows = _spec_rows(bg, C, B, lower)
     S = rows.shape[0]
     A0 = torch.cat([rows, -rows]) if bound_upper else rows
+    cache = RelaxationCache()
     with torch.no_grad():
         if method is Method.IBP:
             inter = ibp(bg, box, known=known)
         else:
             inter = crown_bounds(
-                bg, box, known=known, max_elements=crown_max_elements, stop_at=stop_at
+                bg,
+                box,
+                known=known,
+                max_elements=crown_max_elements,
+                stop_at=stop_at,
+                relax_cache=cache,
             )
         out_ibp = concretize_box(A0, inter[bg.output_name])
         linear, node_A = None, None
@@ -134,6 +146,7 @@ def compute_bounds(
                 inter,
                 return_input_A=return_A,
                 record=record if return_A else frozenset(),
+                relax_cache=cache,
             )
             lb = torch.maximum(res.lower, out_ibp)
             if return_A:

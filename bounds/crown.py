@@ -21,9 +21,9 @@ from torch import Tensor
 
 from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
-from .ops.backward import sum_to
-from .relax.bilinear import relax_mul
-from .types import BallBounds, Bounds, LinearBounds
+from .products import matmul_step, mul_step
+from .relax.base import Lines
+from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, LinearBounds
 
 # Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes.
 _CHUNK_ELEMENTS = 1 << 24
@@ -56,7 +56,16 @@ def _flat_sum(t: Tensor) -> Tensor:
 
 
 def concretize_box(A: Tensor, box: Bounds) -> Tensor:
-    """``min_{x in box} A·x`` for ``A`` ``[S, B, *in]`` and box ``[B, *in]`` -> ``[S, B]``."""
+    """``min_{x in box} A·x`` for ``A`` ``[S, B, *in]`` and box ``[B, *in]`` -> ``[S, B]``.
+
+    A finite box uses ``A·c - |A|·r`` (centre, radius): two contractions instead of
+    splitting ``A`` by sign.
+    """
+    lo, up = box.lower, box.upper
+    if A.dim() > 2 and bool(torch.isfinite(lo).all()) and bool(torch.isfinite(up).all()):
+        flat = A.flatten(2)
+        c, r = ((lo + up) / 2).flatten(1), ((up - lo) / 2).flatten(1)
+        return torch.einsum("sbn,bn->sb", flat, c) - torch.einsum("sbn,bn->sb", flat.abs(), r)
     pos, neg = A.clamp(min=0), A.clamp(max=0)
     return _flat_sum(_mul_guarded(pos, box.lower) + _mul_guarded(neg, box.upper))
 
@@ -106,27 +115,64 @@ def _affine_step(bg: BoundGraph, info: NodeInfo, a: Tensor) -> tuple[list[Tensor
     return grads, bias
 
 
+class RelaxationCache:
+    """Relaxation lines of unary nodes without parameters, kept while their input
+    interval is the same object: bounding every intermediate node walks back through
+    the same nonlinearities, and an S-shaped relaxation (tangent searches) costs far
+    more than applying it (zoo LSTM: 8 of 9 s of CROWN went to recomputing them).
+
+    Holds a reference to each interval it was computed from, so an entry is reused
+    only for that very interval (a refined or split interval is a new object).
+    """
+
+    def __init__(self) -> None:
+        self._lines: dict[str, tuple[Bounds, Lines]] = {}
+
+    def lines(self, info: NodeInfo, b: Bounds) -> Lines:
+        hit = self._lines.get(info.node.name)
+        if hit is not None and hit[0] is b:
+            return hit[1]
+        assert info.relaxation is not None
+        lines = info.relaxation.relax(b.lower, b.upper, None)
+        self._lines[info.node.name] = (b, lines)
+        return lines
+
+
 def _unary_step(
-    info: NodeInfo, a: Tensor, b: Bounds, alpha: Tensor | None
+    info: NodeInfo,
+    a: Tensor,
+    b: Bounds,
+    alpha: Tensor | None,
+    cache: RelaxationCache | None = None,
 ) -> tuple[Tensor, Tensor]:
     assert info.relaxation is not None
-    lines = info.relaxation.relax(b.lower, b.upper, alpha)
-    pos, neg = a.clamp(min=0), a.clamp(max=0)
-    new_a = pos * lines.lw + neg * lines.uw
+    if alpha is None and cache is not None:
+        lines = cache.lines(info, b)
+    else:
+        lines = info.relaxation.relax(b.lower, b.upper, alpha)
+    pos = a.clamp(min=0)
+    neg = a - pos
+    new_a = torch.addcmul(pos * lines.lw, neg, lines.uw)
+    shared = lines.lb.dim() == a.dim() - 1  # lines [B, *shape] shared by all rows
+    if shared and a.dim() > 2 and _finite(lines.lb) and _finite(lines.ub):
+        flat = a.shape[:2] + (-1,)
+        bias = torch.einsum("sbn,bn->sb", pos.reshape(flat), lines.lb.flatten(1))
+        bias = bias + torch.einsum("sbn,bn->sb", neg.reshape(flat), lines.ub.flatten(1))
+        return new_a, bias
     bias = _flat_sum(_mul_guarded(pos, lines.lb) + _mul_guarded(neg, lines.ub))
     return new_a, bias
+
+
+def _finite(t: Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
 
 
 def _product_step(
     bg: BoundGraph, info: NodeInfo, a: Tensor, bounds: Mapping[str, Bounds], alpha: Tensor | None
 ) -> tuple[list[Tensor], Tensor]:
     xn, yn = info.node.inputs
-    x, y = bounds[xn], bounds[yn]
-    p = relax_mul(x.lower, x.upper, y.lower, y.upper, alpha)
-    pos, neg = a.clamp(min=0), a.clamp(max=0)
-    ax = sum_to(pos * p.lx + neg * p.ux, bg.shape(xn))
-    ay = sum_to(pos * p.ly + neg * p.uy, bg.shape(yn))
-    bias = _flat_sum(_mul_guarded(pos, p.lc) + _mul_guarded(neg, p.uc))
+    step = matmul_step if info.node.op == "MatMul" else mul_step
+    ax, ay, bias = step(a, bounds[xn], bounds[yn], alpha, bg.shape(xn), bg.shape(yn))
     return [ax, ay], bias
 
 
@@ -145,6 +191,7 @@ def backward_lower(
     return_input_A: bool = False,
     record: frozenset[str] | set[str] = frozenset(),
     split_terms: Mapping[str, tuple[Tensor, Tensor]] | None = None,
+    relax_cache: RelaxationCache | None = None,
 ) -> BackwardResult:
     """Sound lower bound of ``A0 · start`` over the input box ``bounds[input]``.
 
@@ -162,6 +209,8 @@ def backward_lower(
             the added term ``coef·z + bias`` is ``<= 0`` on the subdomain (e.g.
             ``-beta·s·(z - p)`` for ``s·(z - p) >= 0``, ``beta >= 0``), which keeps the
             bound sound.
+        relax_cache: reuse parameter-free relaxation lines across calls that share
+            interval objects (see :class:`RelaxationCache`).
     """
     alphas = alphas or {}
     split_terms = split_terms or {}
@@ -181,7 +230,7 @@ def backward_lower(
         if name in record:
             node_A[name] = a
         if info.kind == "unary":
-            new_a, b = _unary_step(info, a, bounds[node.inputs[0]], alphas.get(name))
+            new_a, b = _unary_step(info, a, bounds[node.inputs[0]], alphas.get(name), relax_cache)
             _accumulate(acc, node.inputs[0], new_a)
         elif info.kind == "product":
             grads, b = _product_step(bg, info, a, bounds, alphas.get(name))
@@ -207,7 +256,13 @@ def selector_rows(n: int, index: Tensor, B: int, like: Tensor) -> Tensor:
     return rows.unsqueeze(1).expand(-1, B, -1)
 
 
-def node_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Bounds:
+def node_bounds(
+    bg: BoundGraph,
+    name: str,
+    bounds: Mapping[str, Bounds],
+    *,
+    relax_cache: RelaxationCache | None = None,
+) -> Bounds:
     """CROWN bounds of every element of node ``name`` (rows processed in chunks)."""
     shape = bg.shape(name)
     n = math.prod(shape)
@@ -220,7 +275,7 @@ def node_bounds(bg: BoundGraph, name: str, bounds: Mapping[str, Bounds]) -> Boun
         e = min(n, s + chunk)
         eye = selector_rows(n, torch.arange(s, e), B, like)
         A0 = torch.cat([eye, -eye]).reshape((2 * (e - s), B) + shape)
-        lb = backward_lower(bg, name, A0, bounds).lower
+        lb = backward_lower(bg, name, A0, bounds, relax_cache=relax_cache).lower
         lows.append(lb[: e - s])
         ups.append(-lb[e - s :])
     lower = torch.cat(lows).T.reshape((B,) + shape)
@@ -234,8 +289,9 @@ def crown_bounds(
     *,
     known: Mapping[str, Bounds] | None = None,
     use_crown: bool = True,
-    max_elements: int = 4096,
+    max_elements: int = CROWN_MAX_ELEMENTS,
     stop_at: float | None = None,
+    relax_cache: RelaxationCache | None = None,
 ) -> dict[str, Bounds]:
     """Intervals of all perturbed nodes: IBP, refined by CROWN where relaxations need them.
 
@@ -249,10 +305,12 @@ def crown_bounds(
             differences inside a decomposed softmax).
         stop_at: a ``time.monotonic()`` deadline; nodes reached after it keep their
             IBP bounds (sound, looser), so a time budget is never overrun by much.
+        relax_cache: relaxation lines to share with later calls (a fresh one if None).
     """
     known = known or {}
     bounds: dict[str, Bounds] = {bg.input_name: box}
     need = set(bg.needs_bounds)
+    cache = RelaxationCache() if relax_cache is None else relax_cache
     for name in bg.order:
         b = node_interval(bg, bg.infos[name], bounds)
         if name in known:
@@ -261,7 +319,7 @@ def crown_bounds(
         if stop_at is not None and use_crown and time.monotonic() > stop_at:
             use_crown = False
         if use_crown and name in need and is_crown_refined(bg, name, max_elements):
-            bounds[name] = b.intersect(node_bounds(bg, name, bounds))
+            bounds[name] = b.intersect(node_bounds(bg, name, bounds, relax_cache=cache))
     return bounds
 
 

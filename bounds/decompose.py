@@ -8,8 +8,8 @@ Every rewrite is exact (same values, tested against ``models.evaluate``):
   stay inside ``(0, 1]``.
 * ``LayerNormalization``: mean, centre, square, mean, ``+eps``, sqrt,
   reciprocal, product of the two perturbed tensors, scale and shift.
-* ``MatMul(a, b)`` with both operands perturbed:
-  ``ReduceSum(Mul(a[..., :, :, None], b[..., None, :, :]), axis=-2)``.
+* ``MatMul(a, b)`` with both operands perturbed stays one node: a product whose
+  McCormick planes are applied by contraction (:mod:`bounds.products`).
 * ``Mul(x, x)``: ``Pow(x, 2)`` (a tighter relaxation than McCormick).
 * ``MaxPool`` (no padding): ``max(a, b) = a + Relu(b - a)`` over the window.
 """
@@ -137,27 +137,6 @@ def _layernorm(b: _Builder, node: Node, shapes: dict[str, tuple[int, ...]]) -> N
         b.add(node.name, "Add", (y, node.inputs[2]), shape, final=node.name)
 
 
-def _matmul(b: _Builder, node: Node, shapes: dict[str, tuple[int, ...]]) -> None:
-    a, c = node.inputs
-    sa, sc = shapes[a], shapes[c]
-    if len(sa) < 2 or len(sc) < 2:
-        raise BoundsError(f"MatMul {node.name!r}: 1-D perturbed operands are not supported")
-    k = sa[-1]
-    a3 = b.add(node.name, "Reshape", (a,), sa + (1,), shape=sa + (1,))
-    c3 = b.add(node.name, "Reshape", (c,), sc[:-2] + (1,) + sc[-2:], shape=sc[:-2] + (1,) + sc[-2:])
-    prod_shape = node.shape[:-1] + (k,) + node.shape[-1:]
-    prod = b.add(node.name, "Mul", (a3, c3), prod_shape)
-    b.add(
-        node.name,
-        "ReduceSum",
-        (prod,),
-        node.shape,
-        final=node.name,
-        axes=(len(prod_shape) - 2,),
-        keepdims=0,
-    )
-
-
 def _maxpool(b: _Builder, node: Node, shapes: dict[str, tuple[int, ...]]) -> None:
     x = node.inputs[0]
     shape = shapes[x]
@@ -211,9 +190,6 @@ def decompose(graph: Graph) -> Graph:
         both = sum(i in perturbed for i in node.inputs) == 2
         if node.op in _REWRITES and node.inputs[0] in perturbed:
             _REWRITES[node.op](b, node, shapes)
-            changed = True
-        elif node.op == "MatMul" and both:
-            _matmul(b, node, shapes)
             changed = True
         elif node.op == "Mul" and both and node.inputs[0] == node.inputs[1]:
             b.add(node.name, "Pow", (node.inputs[0],), node.shape, final=node.name, exponent=2.0)

@@ -10,6 +10,7 @@ from torch import Tensor
 from models.evaluate import FORWARD
 
 from .network import BoundGraph, NodeInfo
+from .products import matmul_interval
 from .relax.base import UnaryRelaxation
 from .relax.bilinear import mul_interval
 from .types import Bounds
@@ -63,6 +64,8 @@ def node_interval(bg: BoundGraph, info: NodeInfo, bounds: Mapping[str, Bounds]) 
     if info.kind == "product":
         x, y = ins
         assert x is not None and y is not None
+        if info.node.op == "MatMul":
+            return matmul_interval(x, y)
         lo, hi = mul_interval(x.lower, x.upper, y.lower, y.upper)
         return Bounds(lo, hi)
     return _affine_interval(bg, info, ins)

@@ -20,6 +20,7 @@ from models.graph import Graph, Node
 
 from .decompose import decompose, perturbed_names
 from .ops import REGISTRY, OpDef, Registry
+from .products import matmul_shapes
 from .relax import UnaryRelaxation, get_relaxation
 from .types import BoundsError
 
@@ -87,8 +88,13 @@ class BoundGraph:
                 raise BoundsError(f"node {node.name!r} ({node.op}): only input 0 may be perturbed")
             relax = get_relaxation(node.op, node.attrs)
             return NodeInfo(node, kind, opdef, slots, relax)
-        if kind == "product" and node.op != "Mul":
+        if kind == "product" and node.op not in ("Mul", "MatMul"):
             raise BoundsError(f"node {node.name!r}: product op {node.op} was not decomposed")
+        if kind == "product" and node.op == "MatMul":
+            try:
+                matmul_shapes(*(self.shape(name) for name in node.inputs))
+            except BoundsError as err:
+                raise BoundsError(f"MatMul {node.name!r}: {err}") from err
         return NodeInfo(node, kind, opdef, slots)
 
     def _relaxed_inputs(self) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .alpha import _param_groups, init_alphas, project_
+from .alpha import Adam, _param_groups, init_alphas, project_
 from .crown import backward_lower
 from .deadline import Deadline
 from .ibp import node_interval
@@ -218,8 +218,7 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
         groups.append({"params": list(betas.values()), "lr": req.lr_beta})
     opt = None
     if req.iterations > 0 and groups:
-        opt = torch.optim.Adam(groups)
-        sched = torch.optim.lr_scheduler.ExponentialLR(opt, req.lr_decay)
+        opt = Adam(groups, lr_decay=req.lr_decay)
     lA: dict[str, Tensor] = {}
     input_A = None
     steps = 0
@@ -256,7 +255,6 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
                 if p.grad is not None:
                     p.grad.nan_to_num_(0.0, 0.0, 0.0)
         opt.step()
-        sched.step()
         steps += 1
         with torch.no_grad():
             project_(bg, alphas)

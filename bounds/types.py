@@ -19,6 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+CROWN_MAX_ELEMENTS = 4096
+"""Default size above which an intermediate node keeps its IBP interval instead of
+CROWN's (one backward row per element would cost more than it tightens, e.g. the
+``n·n·(n-1)`` pairwise differences of a decomposed softmax). The one place the default
+lives; ``compute_bounds(crown_max_elements=...)`` overrides it per call."""
+
 
 class BoundsError(RuntimeError):
     """Bound propagation cannot proceed (unsupported op, domain violation...)."""

@@ -38,7 +38,14 @@ _AFFINE = (
                 ((1, 2, 6, 6), _w(2, 1, 2, 2)),
                 {"strides": (2, 2), "pads": (0, 0, 0, 0), "dilations": (1, 1), "group": 2},
             ),
+            OpExample(
+                ((1, 2, 7, 6), _w(3, 2, 2, 3), _w(3)),
+                {"strides": (2, 1), "pads": (0, 1, 2, 0), "dilations": (2, 1), "group": 1},
+            ),
+            OpExample(((1, 2, 9), _w(4, 2, 3)), {"strides": (2,), "pads": (1, 1)}),
+            OpExample(((1, 3, 8, 9), _w(4, 3, 3, 2)), {"strides": (3, 2), "pads": (1, 0, 0, 0)}),
         ),
+        backward=BACKWARD["Conv"],
     ),
     OpDef(
         "ConvTranspose",

@@ -1,7 +1,9 @@
 """Incomplete verification on the shared VNN-COMP benchmarks: CROWN vs alpha-CROWN.
 
     python tests/benchmarks/bench_incomplete.py [--per-benchmark N] [--bench NAME ...]
-        [--dtype float64] [--alpha-iterations 30]
+        [--dtype float64] [--alpha-iterations 30] [--methods crown alpha] [--per-instance]
+
+(Run it with ``PYTHONPATH`` set to another checkout to measure that engine.)
 
 For every selected instance the spec's cases are bounded with CROWN, with
 alpha-CROWN optimising the output bound's relaxations only ("alpha-out") and with
@@ -48,7 +50,9 @@ def prove(bg: BoundGraph, groups, method: str, cfg: BoundsConfig) -> bool:
     return True
 
 
-def run_benchmark(name: str, limit: int, cfg: BoundsConfig) -> dict:
+def run_benchmark(
+    name: str, limit: int, cfg: BoundsConfig, methods=METHODS, per_instance: bool = False
+) -> dict:
     base = BENCH / name
     rows = list(csv.DictReader(open(base / "expected.csv")))[:limit]
     graphs: dict[str, BoundGraph] = {}
@@ -62,12 +66,15 @@ def run_benchmark(name: str, limit: int, cfg: BoundsConfig) -> dict:
         groups = group_cases(load_vnnlib(base / r["vnnlib"]).cases)
         out["n"] += 1
         out["unsat"] += r["expected"] == "unsat"
-        for key, method, inter in METHODS:
+        for key, method, inter in methods:
             t0 = time.perf_counter()
             ok = prove(bg, groups, method, replace(cfg, alpha_intermediate=inter))
             out["t_" + key] += time.perf_counter() - t0
             out[key] += ok
             out["wrong"] += ok and r["expected"] == "sat"
+            if per_instance:
+                dt = time.perf_counter() - t0
+                print(f"  {r['vnnlib']:40} {key:9} {'proved' if ok else '-':7} {dt:7.2f} s")
     return out
 
 
@@ -77,7 +84,10 @@ def main() -> None:
     ap.add_argument("--bench", nargs="*", default=None)
     ap.add_argument("--dtype", default="float64")
     ap.add_argument("--alpha-iterations", type=int, default=30)
+    ap.add_argument("--methods", nargs="*", default=[k for k, _, _ in METHODS])
+    ap.add_argument("--per-instance", action="store_true", help="one line per instance")
     args = ap.parse_args()
+    methods = [m for m in METHODS if m[0] in args.methods]
     cfg = BoundsConfig(dtype=args.dtype, alpha_iterations=args.alpha_iterations)
     names = args.bench or sorted(p.name for p in BENCH.iterdir() if p.is_dir())
     print(
@@ -86,7 +96,7 @@ def main() -> None:
         flush=True,
     )
     for name in names:
-        r = run_benchmark(name, args.per_benchmark, cfg)
+        r = run_benchmark(name, args.per_benchmark, cfg, methods, args.per_instance)
         n = max(1, r["n"])
         print(
             f"{name:16} {r['n']:>4} {r['unsat']:>5} {r['crown']:>5} {r['alpha_out']:>5} "
