@@ -57,7 +57,7 @@ class BabConfig:
 
     split: str = "auto"
     heuristic: str = "bbps"
-    input_heuristic: str = "sensitivity"
+    input_heuristic: str = "widest"
     points: str = "table"
     batch_size: int = 64
     input_batch_size: int = 512
