@@ -17,8 +17,9 @@ from .base import IntervalRule, OpDef, OpExample, OpKind
 from .declarations import DECLARATIONS
 
 
-class UnsupportedOpError(BoundsError):
-    """No bound rule is registered for an op."""
+class MissingBoundRuleError(BoundsError):
+    """No bound rule is registered for an op (an internal gap: the front-end's one
+    :class:`models.UnsupportedOpError` is what users see for ops we do not support)."""
 
 
 class Registry:
@@ -38,7 +39,7 @@ class Registry:
             return self._defs[name]
         except KeyError:
             where = f" (node {node!r})" if node else ""
-            raise UnsupportedOpError(
+            raise MissingBoundRuleError(
                 f"no bound rule for op {name!r}{where}; supported: {', '.join(sorted(self._defs))}"
             ) from None
 
@@ -64,5 +65,5 @@ __all__ = [
     "OpExample",
     "OpKind",
     "Registry",
-    "UnsupportedOpError",
+    "MissingBoundRuleError",
 ]
