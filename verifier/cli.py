@@ -33,6 +33,7 @@ from verifier.config import InputError, VerifyConfig, build_config
 from verifier.deadline import Deadline
 from verifier.pipeline import verify
 from verifier.result import Result, Status
+from verifier.watchdog import grace_for, start_watchdog
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "main"]
 
@@ -274,34 +275,22 @@ class _Answer:
             return True
 
 
-def _watchdog(answer: _Answer, deadline: Deadline, grace: float) -> threading.Timer | None:
-    """Past the budget (plus ``grace``), answer ``timeout`` and end the process.
+def _late_answer(answer: _Answer, deadline: Deadline):
+    """The watchdog's answer: ``timeout``, unless the run has already answered."""
 
-    Stages check the deadline between steps, but a single step on a large graph can run
-    long; the watchdog keeps the promise that the process ends with the budget.
-    """
-    if not deadline.limited:
-        return None
-
-    def fire() -> None:
-        late = Result(
+    def late() -> bool:
+        result = Result(
             Status.TIMEOUT,
             reason=f"time budget spent ({deadline.elapsed():.1f} s) inside a stage",
             stop="timeout",
         )
         try:
-            emitted = answer.emit(late)
+            return answer.emit(result)
         except InputError as exc:  # the results file cannot be written: still stop
             print(f"error: {exc}", file=sys.stderr)
-            emitted = True
-        if emitted:
-            sys.stderr.flush()
-            os._exit(0)
+            return True
 
-    timer = threading.Timer(deadline.remaining() + grace, fire)
-    timer.daemon = True
-    timer.start()
-    return timer
+    return late
 
 
 def _run_verify(args: argparse.Namespace, deadline: Deadline) -> int:
@@ -310,9 +299,11 @@ def _run_verify(args: argparse.Namespace, deadline: Deadline) -> int:
         deadline = Deadline(end=deadline.start + config.timeout, start=deadline.start)
     line = ProgressLine()
     answer = _Answer(args, config)
-    grace = min(0.5, 0.01 * config.timeout) if config.timeout is not None else 0.0
     # Only a process of its own may be ended by the watchdog (not a caller's interpreter).
-    timer = _watchdog(answer, deadline, grace) if getattr(args, "owns_process", False) else None
+    timer = None
+    if getattr(args, "owns_process", False):
+        late = _late_answer(answer, deadline)
+        timer = start_watchdog(deadline, grace_for(config.timeout), late)
     try:
         result = verify(args.model, args.spec, config, deadline=deadline, progress=line)
     except InputError:

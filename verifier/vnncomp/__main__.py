@@ -24,6 +24,7 @@ from verifier.cli import add_settings, parse_override
 from verifier.config import InputError
 from verifier.deadline import Deadline
 from verifier.vnncomp.harness import CacheDir, prepare_instance, run_config, run_instance
+from verifier.watchdog import grace_for, start_watchdog
 
 
 def _cache_dir(arg: Path | None) -> CacheDir:
@@ -101,24 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 _ANSWERED = threading.Lock()
 
 
-def _watchdog(results_file: Path, budget: Deadline) -> threading.Timer:
-    """Past the budget, write ``timeout`` and end the process (a step of a stage on a
-    large graph can run past the deadline before the stage checks it again)."""
-    grace = min(0.5, 0.01 * max(0.0, budget.end - budget.start))
+def _watchdog(results_file: Path, budget: Deadline) -> threading.Timer | None:
+    """Past the budget, write ``timeout`` and end the process (see :mod:`verifier.watchdog`)."""
 
-    def fire() -> None:
+    def late() -> bool:
         if not _ANSWERED.acquire(blocking=False):
-            return
+            return False
         with contextlib.suppress(OSError):
             Path(results_file).write_text("timeout\n")
         print("timeout")
-        sys.stdout.flush()
-        os._exit(0)
+        return True
 
-    timer = threading.Timer(budget.remaining() + grace, fire)
-    timer.daemon = True
-    timer.start()
-    return timer
+    return start_watchdog(budget, grace_for(budget.end - budget.start), late)
 
 
 if __name__ == "__main__":
