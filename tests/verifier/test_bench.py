@@ -26,7 +26,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_model(bench / "onnx" / "lin.onnx")
     (bench / "vnnlib" / "sat.vnnlib").write_text(spec_text())
     (bench / "vnnlib" / "safe2.vnnlib").write_text(spec_text(hi=0.4))
-    rows = [("onnx/lin.onnx", f"vnnlib/{n}.vnnlib", "20") for n in ("sat", "safe2")]
+    rows = [("onnx/lin.onnx", f"vnnlib/{n}.vnnlib", "60") for n in ("sat", "safe2")]
     with (bench / "instances.csv").open("w", newline="") as fh:
         csv.writer(fh, lineterminator="\r\n").writerows(rows)
     with (bench / "expected.csv").open("w", newline="") as fh:
@@ -53,7 +53,7 @@ def test_read_instances_tolerates_crlf_and_reports_bad_rows(folder: Path, tmp_pa
         "vnnlib/sat.vnnlib",
         "vnnlib/safe2.vnnlib",
     ]
-    assert rows[0].timeout == 20.0 and rows[0].benchmark == "lin_2026"
+    assert rows[0].timeout == 60.0 and rows[0].benchmark == "lin_2026"
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "instances.csv").write_text("a.onnx,b.vnnlib\n")
