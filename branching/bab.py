@@ -149,6 +149,15 @@ class _Search:
             self.progress(self.stats)
         return BabResult(reason, self.cex, self.stats, detail)
 
+    def _limit_reached(self) -> BabResult | None:
+        """The stop for the time budget or the domain cap, when one is reached."""
+        if self.deadline.expired():
+            return self.finish(StopReason.TIMEOUT, "time budget spent")
+        cap = self.cfg.max_domains
+        if cap and self.stats.domains_bounded >= cap:
+            return self.finish(StopReason.MAX_DOMAINS, f"{cap} domains bounded")
+        return None
+
     def _margins(self, lower: Tensor) -> Tensor:
         """``[N]`` best row margin ``max_s(lb - thr)`` (positive: verified)."""
         return (lower - self.thr).max(-1).values
@@ -231,10 +240,9 @@ class _Search:
             return stop
         self.store.push(batch)
         while len(self.store):
-            if self.deadline.expired():
-                return self.finish(StopReason.TIMEOUT, "time budget spent")
-            if cfg.max_domains and self.stats.domains_bounded >= cfg.max_domains:
-                return self.finish(StopReason.MAX_DOMAINS, f"{cfg.max_domains} domains bounded")
+            limit = self._limit_reached()
+            if limit is not None:
+                return limit
             parents = self.store.pop(cfg.batch_size)
             kids = self._children(parents)
             over = {n.name: Bounds(kids[f"lo/{n.name}"], kids[f"up/{n.name}"]) for n in self.nodes}
@@ -422,10 +430,9 @@ class _Search:
             return self.finish(StopReason.COUNTEREXAMPLE)
         self.store.push(self._boxes(lo, hi, lower, A, torch.zeros(1, dtype=torch.long)))
         while len(self.store):
-            if self.deadline.expired():
-                return self.finish(StopReason.TIMEOUT, "time budget spent")
-            if cfg.max_domains and self.stats.domains_bounded >= cfg.max_domains:
-                return self.finish(StopReason.MAX_DOMAINS, f"{cfg.max_domains} domains bounded")
+            limit = self._limit_reached()
+            if limit is not None:
+                return limit
             parents = self.store.pop(cfg.input_batch_size)
             if cfg.max_depth and bool((parents["depth"] >= cfg.max_depth).any()):
                 return self.finish(StopReason.MAX_DEPTH, f"depth limit {cfg.max_depth} reached")
