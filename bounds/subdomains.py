@@ -36,7 +36,14 @@ from .ibp import node_interval
 from .network import BoundGraph
 from .types import Bounds, BoundsError
 
-__all__ = ["BoundRequest", "BoundResult", "bound_subdomains", "split_terms"]
+__all__ = [
+    "BoundRequest",
+    "BoundResult",
+    "SplitConstraint",
+    "bound_subdomains",
+    "split_constraints",
+    "split_terms",
+]
 
 # Relative tolerance when deciding that an interval became empty (float rounding of the
 # interval pass must never make a feasible subdomain look infeasible): at least 1e-6, and
@@ -154,28 +161,50 @@ def refreshed_intervals(
     return cur, empty
 
 
+@dataclass(frozen=True)
+class SplitConstraint:
+    """The split constraints of one node: ``z >= lower`` where ``raised``, ``z <= upper``
+    where ``lowered`` (``[B, *shape]`` each; the points are 0 where inactive)."""
+
+    raised: Tensor
+    lower: Tensor
+    lowered: Tensor
+    upper: Tensor
+
+
+def split_constraints(
+    base: Mapping[str, Bounds], intervals: Mapping[str, Bounds], names: list[str]
+) -> dict[str, SplitConstraint]:
+    """Constraints of split nodes ``names``: every end narrower than the root's interval."""
+    out: dict[str, SplitConstraint] = {}
+    for name in names:
+        root, cur = base[name], intervals[name]
+        raised = cur.lower > root.lower
+        lowered = cur.upper < root.upper
+        zero = torch.zeros_like(cur.lower)
+        out[name] = SplitConstraint(
+            raised.to(cur.lower.dtype),
+            torch.where(raised, cur.lower, zero),
+            lowered.to(cur.upper.dtype),
+            torch.where(lowered, cur.upper, zero),
+        )
+    return out
+
+
 def split_terms(
-    base: Mapping[str, Bounds],
-    intervals: Mapping[str, Bounds],
-    betas: Mapping[str, Tensor],
+    constraints: Mapping[str, SplitConstraint], betas: Mapping[str, Tensor]
 ) -> dict[str, tuple[Tensor, Tensor]]:
     """Lagrangian terms ``-b0·(z - l) + b1·(z - u)`` of the split constraints.
 
-    For a split node ``z`` whose interval ``[l, u]`` is narrower than the root's, the
-    subdomain satisfies ``z >= l`` where ``l`` was raised and ``z <= u`` where ``u`` was
+    The subdomain satisfies ``z >= l`` where ``l`` was raised and ``z <= u`` where ``u`` was
     lowered; each term is ``<= 0`` there for ``b0, b1 >= 0`` (betas ``[2, S, B, *shape]``).
     """
     out: dict[str, tuple[Tensor, Tensor]] = {}
     for name, beta in betas.items():
-        root, cur = base[name], intervals[name]
-        lo_on = (cur.lower > root.lower).to(beta.dtype)
-        up_on = (cur.upper < root.upper).to(beta.dtype)
-        b0, b1 = beta[0] * lo_on, beta[1] * up_on
-        coef = b1 - b0
-        lo = torch.where(lo_on > 0, cur.lower, torch.zeros_like(cur.lower))
-        up = torch.where(up_on > 0, cur.upper, torch.zeros_like(cur.upper))
-        bias = (b0 * lo - b1 * up).flatten(2).sum(-1)
-        out[name] = (coef, bias)
+        c = constraints[name]
+        b0, b1 = beta[0] * c.raised, beta[1] * c.lowered
+        bias = (b0 * c.lower - b1 * c.upper).flatten(2).sum(-1)
+        out[name] = (b1 - b0, bias)
     return out
 
 
@@ -209,6 +238,8 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
         t = warm.to(req.lower).clone() if warm is not None else req.lower.new_zeros(shape)
         betas[name] = t.requires_grad_(True)
     base = {n: _expand(req.base[n], B) if n in req.base else intervals[n] for n in split_nodes}
+    # The constraints depend on the intervals only: fixed for the whole optimisation.
+    constraints = split_constraints(base, intervals, split_nodes)
 
     best = torch.full((S, B), -math.inf, dtype=req.lower.dtype, device=req.lower.device)
     if req.initial is not None:
@@ -225,7 +256,7 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
     for it in range(req.iterations + 1):
         last = it == req.iterations or opt is None
         with torch.set_grad_enabled(not last):
-            terms = split_terms(base, intervals, betas) if betas else None
+            terms = split_terms(constraints, betas) if betas else None
             res = backward_lower(
                 bg,
                 bg.output_name,
