@@ -107,8 +107,7 @@ def run_bab(
     config = config or BabConfig()
     deadline = deadline or Deadline.never()
     mode = choose_split_mode(bg, config)
-    search = _Search(bg, problem, config, deadline, falsify, progress, mode)
-    search.table_store = store
+    search = _Search(bg, problem, config, deadline, falsify, progress, mode, store)
     try:
         with torch.no_grad():
             if mode == "input":
@@ -130,9 +129,11 @@ class _Search:
         falsify: Falsifier | None,
         progress: Progress | None,
         mode: str,
+        store: lut.TableStore | None,
     ) -> None:
         self.bg, self.p, self.cfg, self.deadline = bg, problem, config, deadline
         self.falsify, self.progress = falsify, progress
+        self.table_store = store
         self.stats = BabStats(split=mode)
         self.start = time.monotonic()
         self.store = DomainStore(config.order, int(config.max_memory_mb * 2**20))
