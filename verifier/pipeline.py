@@ -263,13 +263,19 @@ def bounds_stage(ctx: StageContext) -> Result | None:
     return result
 
 
-def _falsifier(ctx: StageContext, group: CaseGroup, C: np.ndarray, d: np.ndarray):
+def _falsifier(
+    ctx: StageContext,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    group: CaseGroup,
+    C: np.ndarray,
+    d: np.ndarray,
+):
     """Candidate points -> a counterexample confirmed by onnxruntime, or None.
 
-    Points are screened with our own float64 evaluation first (cheap, batched); the few
-    that come closest to violating the case go to onnxruntime, which alone decides.
+    Points are screened with our own evaluation first (``forward``, in the runtime dtype;
+    cheap, batched); the few that come closest to violating the case go to onnxruntime,
+    which alone decides.
     """
-    forward = make_forward(ctx.problem.graph, ctx.runtime)
     constraints = [
         (i, ctx.problem.spec.cases[i].C, ctx.problem.spec.cases[i].d) for i in group.case_indices
     ]
@@ -307,6 +313,7 @@ def bab_stage(ctx: StageContext) -> Result | None:
     start = time.perf_counter()
     # Every open case gets an equal share of what is left (a case that ends early leaves
     # its time to the next ones), easiest first: cases whose bound came closest to a proof.
+    forward = make_forward(ctx.problem.graph, ctx.runtime)  # shared by every case's search
     todo = []
     for og in ctx.open_groups:
         for local, done in enumerate(og.refuted):
@@ -340,7 +347,7 @@ def bab_stage(ctx: StageContext) -> Result | None:
                 problem,
                 ctx.config.bab,
                 ctx.deadline.child(1.0 / (len(todo) - pos)),
-                falsify=_falsifier(ctx, group, C, d),
+                falsify=_falsifier(ctx, forward, group, C, d),
                 progress=ctx.progress,
             )
             _merge_stats(total, res.stats)
