@@ -10,6 +10,7 @@ spectral norms and the activations' slopes) bounds the true minimum from below b
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -45,6 +46,7 @@ def _lipschitz(graph, C: np.ndarray) -> float:
     return L
 
 
+@functools.cache  # the dense grid is the expensive part; tests never modify the tensors
 def _setup(name: str, radius: float, row: tuple[int, int] = (0, 1)):
     graph = load_onnx(zoo_model_path(name))
     centre = torch.linspace(-0.3, 0.4, 8, dtype=torch.float64)
@@ -81,6 +83,13 @@ CASES = [("mlp_sigmoid", 2.0), ("mlp_tanh", 0.5), ("mlp_relu", 0.6)]
 def _holds(true_lb: float) -> torch.Tensor:
     """A threshold just below the proven minimum: the property holds."""
     return torch.tensor([true_lb - 0.005 * (1 + abs(true_lb))], dtype=torch.float64)
+
+
+def _hard_holding_case() -> tuple[BoundGraph, BabProblem]:
+    """mlp_sigmoid with a property that holds but needs branching (for the stop tests)."""
+    graph, lo, hi, C, _, true_lb, _ = _setup("mlp_sigmoid", 2.0)
+    d = _holds(true_lb)
+    return BoundGraph(graph), BabProblem(lo, hi, C, d, d)
 
 
 @pytest.mark.parametrize(("name", "radius"), CASES)
@@ -120,10 +129,9 @@ def test_finds_a_violation_that_exists(name: str, radius: float, split: str) -> 
 
 
 def test_depth_limit_says_why() -> None:
-    graph, lo, hi, C, m, true_lb, _ = _setup("mlp_sigmoid", 2.0)
-    d = _holds(true_lb)
+    bg, problem = _hard_holding_case()
     cfg = BabConfig(split="activation", batch_size=4, max_depth=1)
-    out = run_bab(BoundGraph(graph), BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
+    out = run_bab(bg, problem, cfg, Deadline.after(120))
     assert out.reason is StopReason.MAX_DEPTH
     assert "depth" in out.detail
 
@@ -131,20 +139,18 @@ def test_depth_limit_says_why() -> None:
 @pytest.mark.parametrize("split", ["activation", "input"])
 def test_timeout_is_held(split: str) -> None:
     """A deadline that expires after a few checks ends the search with ``timeout``."""
-    graph, lo, hi, C, m, true_lb, _ = _setup("mlp_sigmoid", 2.0)
-    d = _holds(true_lb)
+    bg, problem = _hard_holding_case()
     ticks = iter(range(10**9))
     deadline = Deadline.after(3.0, clock=lambda: float(next(ticks)))
     cfg = BabConfig(split=split, batch_size=1, input_batch_size=1)
-    out = run_bab(BoundGraph(graph), BabProblem(lo, hi, C, d, d), cfg, deadline)
+    out = run_bab(bg, problem, cfg, deadline)
     assert out.reason is StopReason.TIMEOUT
     assert out.stats.domains_left > 0
 
 
 def test_memory_cap_gives_memory_reason() -> None:
-    graph, lo, hi, C, m, true_lb, _ = _setup("mlp_sigmoid", 2.0)
-    d = _holds(true_lb)
+    bg, problem = _hard_holding_case()
     cfg = BabConfig(split="activation", batch_size=8, max_memory_mb=0.001)
-    out = run_bab(BoundGraph(graph), BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
+    out = run_bab(bg, problem, cfg, Deadline.after(120))
     assert out.reason is StopReason.MEMORY
     assert "MiB" in out.detail
