@@ -37,7 +37,10 @@ from .splits import SplitNode
 # Elements of the [S, B, chunk, d] tensors BBPS builds per chunk of neurons.
 _CHUNK_ELEMENTS = 1 << 22
 #: Largest ``S·B·n·d`` for which BBPS concretises every neuron's change exactly.
-EXACT_ELEMENTS = 1 << 24
+EXACT_ELEMENTS = 1 << 20
+#: Above it, the corner estimate ranks every neuron and this many of the best per domain
+#: and split node are concretised exactly.
+REFINE = 16
 
 __all__ = [
     "HEURISTICS",
@@ -249,7 +252,7 @@ def bbps_scores(inp: HeuristicInput) -> dict[str, Tensor]:
             corner = mid - torch.sign(R) * rad  # argmin_x R·x, [S, B, d]
             wl_x, wu_x = corner @ sc.WL.T, corner @ sc.WU.T  # [S, B, n]
         cst = mu + lp * sc.cL + ln * sc.cU
-        deltas = []
+        deltas, steps = [], []
         for lo, up in _branches(node, b, inp.points[node.name]):
             lam_k, mu_k = lam_mu(inp.bg, node, inp.lA, lo, up, inp.intervals)  # type: ignore[misc]
             kp, kn = lam_k.clamp(min=0), lam_k.clamp(max=0)
@@ -259,8 +262,48 @@ def bbps_scores(inp: HeuristicInput) -> dict[str, Tensor]:
             if exact:
                 change = change + r_mid - _abs_sum(R, dp, dn, sc, rad) - r_base
             deltas.append(change + cst_k - cst)
-        out[node.name] = _score(inp.margins, deltas, mask)
+            steps.append((dp, dn, cst_k - cst))
+        score = _score(inp.margins, deltas, mask)
+        if not exact:
+            score = _refine(inp.margins, score, steps, R, sc, mid, rad, r_mid, r_base)
+        out[node.name] = score
     return out
+
+
+def _refine(
+    margins: Tensor,
+    score: Tensor,
+    steps: list[tuple[Tensor, Tensor, Tensor]],
+    R: Tensor,
+    sc: Shortcut,
+    mid: Tensor,
+    rad: Tensor,
+    r_mid: Tensor,
+    r_base: Tensor,
+) -> Tensor:
+    """Exact BBPS scores for the ``REFINE`` best corner-estimated neurons of each domain.
+
+    The corner estimate never underestimates a change (it evaluates the new bound at one
+    point instead of minimising it), so the others keep their estimate capped at the worst
+    refined score: a refined neuron is preferred to an unrefined one.
+    """
+    B, n = score.shape
+    k = min(REFINE, n)
+    top, idx = score.topk(k, dim=1)  # [B, k]
+    WLk, WUk = sc.WL[idx], sc.WU[idx]  # [B, k, d]
+    mid_b = mid.expand(B, -1).unsqueeze(1)  # [B, 1, d]
+    wl_x, wu_x = (WLk * mid_b).sum(-1), (WUk * mid_b).sum(-1)  # [B, k]
+    rr = rad.expand(B, -1).unsqueeze(1)  # [B, 1, d]
+    deltas = []
+    for dp, dn, dc in steps:
+        dpk, dnk, dck = (t.gather(2, idx.expand(t.shape[0], -1, -1)) for t in (dp, dn, dc))
+        v = R.unsqueeze(2) + dpk.unsqueeze(-1) * WLk + dnk.unsqueeze(-1) * WUk  # [S, B, k, d]
+        abs_sum = (v.abs() * rr).sum(-1)
+        deltas.append(dpk * wl_x + dnk * wu_x + r_mid - abs_sum - r_base + dck)
+    exact = _score(margins, deltas, torch.isfinite(top))
+    floor = torch.where(torch.isfinite(exact), exact, math.inf).min(1, keepdim=True).values
+    capped = torch.where(torch.isfinite(score), torch.minimum(score, floor), score)
+    return capped.scatter(1, idx, exact)
 
 
 def _abs_sum(R: Tensor, dp: Tensor, dn: Tensor, sc: Shortcut, rad: Tensor) -> Tensor:

@@ -26,7 +26,9 @@ def prepare(
     """
     if alpha.dim() < 1 or alpha.shape[0] < n_alpha:
         raise ValueError(f"alpha must have shape [{n_alpha}, *S], got {tuple(alpha.shape)}")
-    shape = torch.broadcast_shapes(l.shape, alpha.shape[1:])
+    shape = (
+        l.shape if alpha.shape[1:] == l.shape else torch.broadcast_shapes(l.shape, alpha.shape[1:])
+    )
     rows = torch.nan_to_num(alpha.to(l.dtype))
     l, u = (torch.where(torch.isfinite(x), x, x.detach()).expand(shape) for x in (l, u))
     return l, u, [rows[i].expand(shape) for i in range(n_alpha)]

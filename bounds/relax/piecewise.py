@@ -67,7 +67,11 @@ def _leaky_relax(a: float) -> Callable[[Tensor, Tensor, Tensor | None], Lines]:
     convex = a <= 1
 
     def relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
-        l, u, rows = prepare(l, u, _leaky_init(l, u, a) if alpha is None else alpha, 1)
+        if alpha is None:
+            alpha = _leaky_init(l, u, a)
+        if convex and bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all()):
+            return _leaky_finite(a, fn, l, u, alpha)
+        l, u, rows = prepare(l, u, alpha, 1)
         s = rows[0].clamp(min(a, 1.0), max(a, 1.0))
         fl, fu = fn(l), fn(u)
         d = finite_width(l, u)
@@ -82,6 +86,29 @@ def _leaky_relax(a: float) -> Callable[[Tensor, Tensor, Tensor | None], Lines]:
         return finish(lw, lb, uw, ub, *interval(l, u))
 
     return relax
+
+
+def _leaky_finite(
+    a: float, fn: Callable[[Tensor], Tensor], l: Tensor, u: Tensor, alpha: Tensor
+) -> Lines:
+    """The lines of :func:`_leaky_relax` for finite bounds and ``a <= 1`` (the common case in
+    every bound pass, a third of the operations): lower ``s*x``, upper the chord where the
+    interval crosses 0, the exact line elsewhere."""
+    shape = (
+        l.shape if alpha.shape[1:] == l.shape else torch.broadcast_shapes(l.shape, alpha.shape[1:])
+    )
+    s = torch.nan_to_num(alpha[0].to(l.dtype)).clamp(a, 1.0)
+    cross = _crossing(l, u)
+    fl, fu = fn(l), fn(u)
+    k = (fu - fl) / torch.where(cross, u - l, 1.0)
+    # Bias exact at both ends of a convex function, whatever the rounding of k.
+    cb = torch.maximum(fl - k * l, fu - k * u)
+    exact = torch.full_like(l, a).masked_fill(l >= 0, 1.0)
+    zero = l.new_zeros(())
+    lw = torch.where(cross, s, exact)
+    uw = torch.where(cross, k, exact)
+    ub = torch.where(cross, cb, zero)
+    return Lines(lw.expand(shape), zero.expand(shape), uw.expand(shape), ub.expand(shape))
 
 
 def _leaky(op: str, a: float) -> UnaryRelaxation:

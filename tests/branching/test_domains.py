@@ -10,7 +10,7 @@ import torch
 from bounds import BoundGraph, Bounds
 from bounds.crown import crown_bounds
 from bounds.subdomains import BoundRequest, bound_subdomains
-from branching import HEURISTICS, DomainMemoryError, DomainStore
+from branching import HEURISTICS, DomainMemoryError, DomainStore, heuristics
 from branching.heuristics import HeuristicInput, shortcuts
 from branching.splits import candidate_mask, find_split_nodes, split_points
 from models import load_onnx
@@ -76,9 +76,8 @@ def test_points_lie_strictly_inside_candidate_intervals(name: str) -> None:
                 assert bool((p[crossing] == 0).all())
 
 
-@pytest.mark.parametrize("heuristic", sorted(HEURISTICS))
-def test_non_candidates_score_minus_infinity(heuristic: str) -> None:
-    bg, lo, hi, root = _root("mlp_relu", 0.5)
+def _heuristic_input(name: str, radius: float = 0.5) -> HeuristicInput:
+    bg, lo, hi, root = _root(name, radius)
     nodes = find_split_nodes(bg)
     record = frozenset(c.name for n in nodes for c in n.consumers)
     C = torch.tensor([[[1.0, -1.0, 0.0, 0.0]]], dtype=torch.float64)
@@ -104,9 +103,43 @@ def test_non_candidates_score_minus_infinity(heuristic: str) -> None:
         points,
         shortcuts(bg, nodes, root, 1 << 26),
     )
+    return inp
+
+
+@pytest.mark.parametrize("heuristic", sorted(HEURISTICS))
+def test_non_candidates_score_minus_infinity(heuristic: str) -> None:
+    inp = _heuristic_input("mlp_relu")
+    nodes, masks = inp.nodes, inp.masks
     scores = HEURISTICS[heuristic](inp)
     for n in nodes:
         s, m = scores[n.name], masks[n.name]
         assert bool((s[~m] == -math.inf).all())
         assert bool(torch.isfinite(s[m]).all())
         assert bool(m.any())
+
+
+@pytest.mark.parametrize("name", ["mlp_relu", "mlp_sigmoid"])
+def test_bbps_refinement_matches_the_exact_scores(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``EXACT_ELEMENTS`` the corner estimate ranks and the best are concretised
+    exactly: refining every neuron gives the exact scores, refining a few keeps the best
+    score of each domain exact."""
+    inp = _heuristic_input(name)
+    exact = heuristics.bbps_scores(inp)
+    monkeypatch.setattr(heuristics, "EXACT_ELEMENTS", 0)
+    monkeypatch.setattr(heuristics, "REFINE", 10**6)
+    everything = heuristics.bbps_scores(inp)
+    monkeypatch.setattr(heuristics, "REFINE", 2)
+    few = heuristics.bbps_scores(inp)
+    for n in inp.nodes:
+        e, a, f = exact[n.name], everything[n.name], few[n.name]
+        finite = torch.isfinite(e)
+        assert torch.equal(finite, torch.isfinite(a)) and torch.equal(finite, torch.isfinite(f))
+        torch.testing.assert_close(a[finite], e[finite], rtol=1e-9, atol=1e-9)
+        if int(finite.sum()) >= 2:
+            best = f.max(1)
+            torch.testing.assert_close(best.values, e.gather(1, best.indices[:, None])[:, 0])
+            # an unrefined neuron never outranks the refined ones (ties aside)
+            second = f.topk(2, dim=1).values[:, 1:]
+            assert bool((f <= best.values[:, None]).all()) and bool(torch.isfinite(second).all())
