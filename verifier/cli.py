@@ -224,8 +224,10 @@ class ProgressLine:
         self.interval = interval if self.tty else 5 * interval
         self.last = -math.inf
         self.drawn = False
+        self.latest: Any = None  # the last statistics seen (for an answer by the watchdog)
 
     def __call__(self, stats: Any) -> None:
+        self.latest = stats
         now = time.monotonic()
         if now - self.last < self.interval:
             return
@@ -275,14 +277,17 @@ class _Answer:
             return True
 
 
-def _late_answer(answer: _Answer, deadline: Deadline):
-    """The watchdog's answer: ``timeout``, unless the run has already answered."""
+def _late_answer(answer: _Answer, deadline: Deadline, line: ProgressLine | None = None):
+    """The watchdog's answer: ``timeout``, unless the run has already answered. It carries
+    the statistics of the running search, when one was running."""
 
     def late() -> bool:
+        latest = None if line is None else line.latest
         result = Result(
             Status.TIMEOUT,
             reason=f"time budget spent ({deadline.elapsed():.1f} s) inside a stage",
             stop="timeout",
+            stats=latest.to_dict() if hasattr(latest, "to_dict") else {},
         )
         try:
             return answer.emit(result)
@@ -302,7 +307,7 @@ def _run_verify(args: argparse.Namespace, deadline: Deadline) -> int:
     # Only a process of its own may be ended by the watchdog (not a caller's interpreter).
     timer = None
     if getattr(args, "owns_process", False):
-        late = _late_answer(answer, deadline)
+        late = _late_answer(answer, deadline, line)
         timer = start_watchdog(deadline, grace_for(config.timeout), late)
     try:
         result = verify(args.model, args.spec, config, deadline=deadline, progress=line)

@@ -381,6 +381,7 @@ def _merge_stats(total: BabStats, one: BabStats) -> None:
     total.domains_bounded += one.domains_bounded
     total.max_depth = max(total.max_depth, one.max_depth)
     total.candidates_checked += one.candidates_checked
+    total.domains_filtered += one.domains_filtered
     total.peak_domains = max(total.peak_domains, one.peak_domains)
     total.domains_left += one.domains_left
     if one.rounds:

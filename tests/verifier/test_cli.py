@@ -307,3 +307,25 @@ def test_budget_holds_on_a_large_graph(benchmarks_dir: Path, tmp_path: Path) -> 
     data = json.loads(out.stdout.strip().splitlines()[-1])
     assert data["status"] == "timeout" and data["stop"] == "timeout"
     assert results.read_text().splitlines()[0] == "timeout"
+
+
+def test_watchdog_answer_carries_the_running_search_statistics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ``timeout`` written by the watchdog keeps the statistics of the search that was
+    running (the run itself never reaches the point where it would report them)."""
+    from argparse import Namespace
+
+    from branching import BabStats
+    from verifier.deadline import Deadline
+
+    line = cli.ProgressLine(stream=open(tmp_path / "progress.txt", "w"))  # noqa: SIM115
+    line(BabStats(rounds=7, domains_bounded=420, max_depth=9, elapsed_s=2.0))
+    args = Namespace(results_file=None, json=True, model=Path("m.onnx"), spec=Path("s.vnnlib"))
+    answer = cli._Answer(args)
+    assert cli._late_answer(answer, Deadline.after(0.0), line)() is True
+    data = json.loads(capsys.readouterr().out.strip())
+    assert data["status"] == "timeout"
+    assert data["stats"]["bab_rounds"] == 7 and data["stats"]["bab_domains"] == 420
+    assert cli._late_answer(answer, Deadline.after(0.0), line)() is False  # answered once
+    line.stream.close()
