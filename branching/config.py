@@ -29,8 +29,8 @@ class BabConfig:
     """Branch-and-bound settings. The defaults run every supported model.
 
     Attributes:
-        split: "auto" (input splitting for inputs of at most ``input_split_max_dims``
-            values, activation splitting otherwise), "activation" or "input".
+        split: "auto" (input splitting when at most ``input_split_max_dims`` input
+            values are free in the box, activation splitting otherwise), "activation" or "input".
         heuristic: activation heuristic, a key of :data:`branching.heuristics.HEURISTICS`.
         input_heuristic: input-splitting heuristic, a key of
             :data:`branching.heuristics.INPUT_HEURISTICS`.
@@ -49,7 +49,7 @@ class BabConfig:
         max_domains: stop with ``max_domains`` after bounding this many (0: no cap).
         max_depth: stop with ``max_depth`` when a domain needs a split deeper than this
             (0: no cap).
-        input_split_max_dims: "auto" splits inputs of at most this many values.
+        input_split_max_dims: "auto" splits inputs with at most this many free values.
         attack_every: run PGD from the most promising leaves every this many rounds (0: never).
         attack_leaves: leaves PGD starts from.
         attack_steps: PGD steps per start.

@@ -240,7 +240,10 @@ def bounds_stage(ctx: StageContext) -> Result | None:
             # The search needs time of its own; input splitting bounds its boxes by CROWN
             # from scratch, so alpha-CROWN's tighter intervals would not be used.
             share = 0.5
-            if choose_split_mode(bg, ctx.config.bab) == "input" and cfg.method == "alpha-crown":
+            modes = {
+                choose_split_mode(bg, ctx.config.bab, g.lower, g.upper) for g in ctx.problem.groups
+            }
+            if modes == {"input"} and cfg.method == "alpha-crown":
                 cfg = dataclasses.replace(cfg, method="crown")
                 ctx.notes.append("alpha-CROWN skipped: the search splits the inputs")
         result = run_incomplete(

@@ -154,3 +154,21 @@ def test_memory_cap_gives_memory_reason() -> None:
     out = run_bab(bg, problem, cfg, Deadline.after(120))
     assert out.reason is StopReason.MEMORY
     assert "MiB" in out.detail
+
+
+def test_auto_split_mode_counts_free_input_values() -> None:
+    """``split="auto"`` looks at how many inputs the box leaves free, not at the input's
+    size: a spec that perturbs 2 of 8 inputs is split in the input space."""
+    from branching import choose_split_mode
+
+    bg = BoundGraph(load_onnx(zoo_model_path("mlp_relu")))
+    lo = torch.zeros((1,) + bg.input_shape, dtype=torch.float64)
+    hi = lo.clone()
+    hi.view(-1)[[2, 5]] = 1.0
+    cfg = BabConfig(input_split_max_dims=4)
+    assert choose_split_mode(bg, cfg) == "activation"  # 8 values, no box given
+    assert choose_split_mode(bg, cfg, lo, hi) == "input"
+    assert choose_split_mode(bg, cfg, lo.numpy(), hi.numpy()) == "input"
+    hi.view(-1)[:] = 1.0
+    assert choose_split_mode(bg, cfg, lo, hi) == "activation"
+    assert choose_split_mode(bg, BabConfig(split="activation"), lo, lo) == "activation"
