@@ -22,7 +22,7 @@ from torch import Tensor
 from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
 from .products import matmul_step, mul_step
-from .relax.base import Lines
+from .relax.base import Lines, default_split_mask
 from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, LinearBounds
 
 # Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes.
@@ -262,25 +262,62 @@ def node_bounds(
     bounds: Mapping[str, Bounds],
     *,
     relax_cache: RelaxationCache | None = None,
+    rows: Tensor | None = None,
 ) -> Bounds:
-    """CROWN bounds of every element of node ``name`` (rows processed in chunks)."""
+    """CROWN bounds of the elements ``rows`` (flat indices; all when None) of node ``name``,
+    processed in chunks; the other elements get infinite bounds."""
     shape = bg.shape(name)
     n = math.prod(shape)
     like = bounds[bg.input_name].lower
     B = like.shape[0]
+    index = torch.arange(n) if rows is None else rows.cpu()
+    k = index.numel()
     biggest = max((math.prod(bg.shape(m)) for m in bg.order[: bg.order.index(name) + 1]), default=n)
     chunk = max(1, _CHUNK_ELEMENTS // max(1, B * max(biggest, math.prod(bg.input_shape))))
     lows, ups = [], []
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        eye = selector_rows(n, torch.arange(s, e), B, like)
+    for s in range(0, k, chunk):
+        e = min(k, s + chunk)
+        eye = selector_rows(n, index[s:e], B, like)
         A0 = torch.cat([eye, -eye]).reshape((2 * (e - s), B) + shape)
         lb = backward_lower(bg, name, A0, bounds, relax_cache=relax_cache).lower
         lows.append(lb[: e - s])
         ups.append(-lb[e - s :])
-    lower = torch.cat(lows).T.reshape((B,) + shape)
-    upper = torch.cat(ups).T.reshape((B,) + shape)
-    return Bounds(lower, upper)
+    if rows is None:
+        lower = torch.cat(lows).T.reshape((B,) + shape)
+        upper = torch.cat(ups).T.reshape((B,) + shape)
+        return Bounds(lower, upper)
+    lower = like.new_full((B, n), -math.inf)
+    upper = like.new_full((B, n), math.inf)
+    if k:
+        idx = index.to(like.device)
+        lower[:, idx] = torch.cat(lows).T
+        upper[:, idx] = torch.cat(ups).T
+    return Bounds(lower.reshape((B,) + shape), upper.reshape((B,) + shape))
+
+
+def shaping_elements(bg: BoundGraph, name: str, b: Bounds) -> Tensor | None:
+    """Flat indices of ``name``'s elements whose interval can still change a relaxation,
+    or None when every element can (or some consumer is not elementwise).
+
+    Elements that every consumer relaxes exactly whatever the interval (a stable
+    ReLU/Clip/Floor input: the consumer's ``split_mask`` is False in every domain) need no
+    CROWN rows: their interval only feeds later interval passes, and every later node
+    that shapes a relaxation gets CROWN rows of its own.
+    """
+    lo, up = b.lower.flatten(1), b.upper.flatten(1)
+    keep = torch.zeros_like(lo, dtype=torch.bool)
+    found = False
+    for info in bg.infos.values():
+        if name not in info.node.inputs:
+            continue
+        relax = info.relaxation if info.kind == "unary" else None
+        if relax is None or relax.split_mask is None or relax.split_mask is default_split_mask:
+            return None
+        keep |= relax.split_mask(lo, up)
+        found = True
+    if not found:
+        return None
+    return torch.nonzero(keep.any(0)).flatten()
 
 
 def crown_bounds(
@@ -311,6 +348,9 @@ def crown_bounds(
     bounds: dict[str, Bounds] = {bg.input_name: box}
     need = set(bg.needs_bounds)
     cache = RelaxationCache() if relax_cache is None else relax_cache
+    # Rows of stable elements are skipped only when no node that needs bounds is left to
+    # the interval pass by the element cap (its interval would depend on theirs).
+    sparse = use_crown and all(math.prod(bg.shape(m)) <= max_elements for m in need)
     for name in bg.order:
         b = node_interval(bg, bg.infos[name], bounds)
         if name in known:
@@ -319,7 +359,11 @@ def crown_bounds(
         if stop_at is not None and use_crown and time.monotonic() > stop_at:
             use_crown = False
         if use_crown and name in need and is_crown_refined(bg, name, max_elements):
-            bounds[name] = b.intersect(node_bounds(bg, name, bounds, relax_cache=cache))
+            rows = shaping_elements(bg, name, b) if sparse else None
+            if rows is not None and rows.numel() == 0:
+                continue  # every consumer is exact on the interval pass's interval
+            refined = node_bounds(bg, name, bounds, relax_cache=cache, rows=rows)
+            bounds[name] = b.intersect(refined)
     return bounds
 
 

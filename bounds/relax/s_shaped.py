@@ -14,7 +14,7 @@ rules for the default):
   ``min(d_L(u), m)``, where ``d_L(u) <= 0`` is the tangent point whose tangent passes through
   ``(u, f(u))`` (the ``min`` with the midpoint ``m`` is auto_LiRPA's "smoothness enhancement":
   it makes the line continuous in ``(l, u)`` and is then the L1-tightest lower line); upper
-  symmetric with ``max(d_U(l), m)``, ``d_U(l) = -d_L(-l)``. ``d_L`` comes from 24 bisection
+  symmetric with ``max(d_U(l), m)``, ``d_U(l) = -d_L(-l)``. ``d_L`` comes from 40 bisection
   steps on ``[max(-u, -cap), 0]`` keeping the valid end (the tangent stays below ``f(u)``).
 
 Stationary points of ``f(x) - a x`` have closed forms (``f'`` is even and decreasing in
@@ -61,7 +61,7 @@ _SQRT_PI = math.sqrt(math.pi)
 _TANH_C = 2.0 * math.sqrt(2.0 / math.pi)
 _TANH_A = 0.044715
 _GELU_CAP = 40.0
-_STEPS_DEFAULT = 24
+_STEPS_DEFAULT = 40
 
 
 # --------------------------------------------------------------------------- S-shaped
