@@ -295,29 +295,52 @@ def node_bounds(
     return Bounds(lower.reshape((B,) + shape), upper.reshape((B,) + shape))
 
 
-def shaping_elements(bg: BoundGraph, name: str, b: Bounds) -> Tensor | None:
-    """Flat indices of ``name``'s elements whose interval can still change a relaxation,
-    or None when every element can (or some consumer is not elementwise).
-
-    Elements that every consumer relaxes exactly whatever the interval (a stable
-    ReLU/Clip/Floor input: the consumer's ``split_mask`` is False in every domain) need no
-    CROWN rows: their interval only feeds later interval passes, and every later node
-    that shapes a relaxation gets CROWN rows of its own.
-    """
-    lo, up = b.lower.flatten(1), b.upper.flatten(1)
-    keep = torch.zeros_like(lo, dtype=torch.bool)
-    found = False
+def _split_masks(bg: BoundGraph, name: str) -> list | None:
+    """The ``split_mask`` of every consumer of ``name``, or None unless every consumer is
+    elementwise with a mask of its own (ReLU, LeakyReLU, Clip, Sign, Floor, ...)."""
+    masks = []
     for info in bg.infos.values():
         if name not in info.node.inputs:
             continue
         relax = info.relaxation if info.kind == "unary" else None
         if relax is None or relax.split_mask is None or relax.split_mask is default_split_mask:
             return None
-        keep |= relax.split_mask(lo, up)
-        found = True
-    if not found:
+        masks.append(relax.split_mask)
+    return masks or None
+
+
+def shaping_elements(bg: BoundGraph, name: str, b: Bounds) -> Tensor | None:
+    """Flat indices of ``name``'s elements whose interval can still change a relaxation,
+    or None when every element can (or some consumer is not of the masked kind).
+
+    Elements that every consumer relaxes exactly whatever the interval (a stable
+    ReLU/Clip/Floor input: the consumer's ``split_mask`` is False in every domain) need no
+    CROWN rows of their own.
+    """
+    masks = _split_masks(bg, name)
+    if masks is None:
         return None
+    lo, up = b.lower.flatten(1), b.upper.flatten(1)
+    keep = torch.zeros_like(lo, dtype=torch.bool)
+    for mask in masks:
+        keep |= mask(lo, up)
     return torch.nonzero(keep.any(0)).flatten()
+
+
+def sparse_rows_apply(bg: BoundGraph, max_elements: int) -> bool:
+    """Whether :func:`crown_bounds` may skip the rows of stable elements: only on graphs
+    whose every bounded node feeds masked piecewise-linear consumers alone (ReLU networks)
+    and none is left to the interval pass by the element cap.
+
+    A skipped element keeps its interval-pass bounds, so later interval passes are looser;
+    wherever a later node's interval shapes a smooth or product relaxation, the interval
+    pass can be the tighter side of its ``CROWN ∩ interval`` (power-flow models), and the
+    skip would loosen it. In ReLU networks the rows that shape a relaxation keep their
+    CROWN bounds (``tests/bounds/test_crown_sparse.py``)."""
+    need = bg.needs_bounds
+    return all(
+        math.prod(bg.shape(m)) <= max_elements and _split_masks(bg, m) is not None for m in need
+    )
 
 
 def crown_bounds(
@@ -348,9 +371,7 @@ def crown_bounds(
     bounds: dict[str, Bounds] = {bg.input_name: box}
     need = set(bg.needs_bounds)
     cache = RelaxationCache() if relax_cache is None else relax_cache
-    # Rows of stable elements are skipped only when no node that needs bounds is left to
-    # the interval pass by the element cap (its interval would depend on theirs).
-    sparse = use_crown and all(math.prod(bg.shape(m)) <= max_elements for m in need)
+    sparse = use_crown and sparse_rows_apply(bg, max_elements)
     for name in bg.order:
         b = node_interval(bg, bg.infos[name], bounds)
         if name in known:
