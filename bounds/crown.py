@@ -399,8 +399,26 @@ def is_crown_refined(bg: BoundGraph, name: str, max_elements: int) -> bool:
     return (
         name in bg.infos
         and not _is_first_affine(bg, name)
+        and not _is_image_of_refined(bg, name, max_elements)
         and math.prod(bg.shape(name)) <= max_elements
     )
+
+
+def _is_image_of_refined(bg: BoundGraph, name: str, max_elements: int) -> bool:
+    """A unary node whose input CROWN refines: its own CROWN bound cannot be tighter.
+
+    Back-substitution from element ``y = f(z)`` takes the line ``w z + c`` and then
+    bounds ``w z`` with the very relaxations ``z``'s own rows used, so it gives
+    ``w l' + c`` (``w >= 0``; ``u'`` for ``w < 0``) with ``l' <= l``, the CROWN bound
+    of ``z`` (``l``: the refined interval). The line is below ``f`` on ``[l, u]``
+    and at least as low at ``l`` as anywhere there, so ``w l + c <= min f``: the
+    interval from ``[l, u]`` is at least as tight (e.g. a softmax's Reciprocal).
+    """
+    info = bg.infos[name]
+    if info.kind != "unary":
+        return False
+    z = info.node.inputs[0]
+    return z in bg.infos and z in bg.needs_bounds and is_crown_refined(bg, z, max_elements)
 
 
 def _is_first_affine(bg: BoundGraph, name: str) -> bool:
