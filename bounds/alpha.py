@@ -122,7 +122,7 @@ class Adam:
                     continue
                 m.lerp_(p.grad, 1 - b1)
                 v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                denom = (v.sqrt() / corr2_sqrt).add_(self.eps)
+                denom = v.sqrt().div_(corr2_sqrt).add_(self.eps)
                 p.addcdiv_(m, denom, value=-(lr * scale) / corr1)
 
 

@@ -47,7 +47,8 @@ def _weights(alpha: Tensor) -> tuple[Tensor, Tensor]:
     with torch.no_grad():
         inside = bool(((alpha >= 0) & (alpha <= 1)).all())  # False for NaN
     w = alpha if inside else torch.nan_to_num(alpha).clamp(0.0, 1.0)
-    return w[0], w[1]
+    r, rp = w[:MUL_N_ALPHA].unbind(0)  # one gradient copy, not one per selected row
+    return r, rp
 
 
 def _guarded(a: Tensor, b: Tensor) -> Tensor:

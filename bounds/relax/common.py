@@ -40,7 +40,7 @@ def prepare(
         l, u = l.expand(shape), u.expand(shape)
     elif l.dim() < len(shape):
         l, u = (x.reshape((1,) * (len(shape) - x.dim()) + tuple(x.shape)) for x in (l, u))
-    return l, u, [rows[i].expand(shape) for i in range(n_alpha)]
+    return l, u, [row.expand(shape) for row in rows[:n_alpha].unbind(0)]
 
 
 def pow0(x: Tensor, p: float) -> Tensor:
