@@ -25,8 +25,11 @@ from .products import matmul_step, mul_step
 from .relax.base import Lines, default_split_mask
 from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, LinearBounds
 
-# Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes.
-_CHUNK_ELEMENTS = 1 << 24
+# Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes. Small
+# chunks keep each coefficient tensor in cache: on the vit_2023 ibp_3_3_8 model (the
+# 13872-element softmax terms) 1 << 19 bounds in about 0.65x the time of 1 << 24 and a
+# tenth of the memory; smaller models see no difference.
+_CHUNK_ELEMENTS = 1 << 19
 
 
 @dataclass
