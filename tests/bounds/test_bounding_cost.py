@@ -124,3 +124,49 @@ def test_tangent_relaxation_rows_match_expanded_bounds(op: str) -> None:
         ):
             assert got.shape == (4, 2, 5)
             assert torch.allclose(got[s], want, rtol=1e-12, atol=1e-12)
+
+
+def _pairwise_node(bg: BoundGraph) -> str:
+    """The input of the zoo vit's softmax ``Exp``: pairwise differences ``s_k - s_j``."""
+    return _unary(bg, "Exp").node.inputs[0]
+
+
+def test_duplicate_rows_of_pairwise_differences_get_the_same_bound() -> None:
+    from bounds.alpha import _start_rows, _unique_rows
+    from bounds.crown import backward_lower
+
+    bg, box, _ = _vit()
+    name = _pairwise_node(bg)
+    inter = crown_bounds(bg, box)
+    idx = torch.arange(int(np.prod(bg.shape(name))))
+    A0 = _start_rows(bg, name, idx, box.lower)
+    found = _unique_rows(bg, name, A0)
+    assert found is not None, "lower (j, k) and upper (k, j) rows should coincide"
+    reps, inverse = found
+    assert len(reps) < A0.shape[0] and torch.equal(inverse[reps], torch.arange(len(reps)))
+    full = backward_lower(bg, name, A0, inter).lower
+    dedup = backward_lower(bg, name, A0[reps], inter).lower[inverse]
+    assert torch.allclose(full, dedup, rtol=1e-12, atol=1e-12)
+
+
+def test_intermediate_alpha_with_shared_rows_is_sound() -> None:
+    from bounds import AlphaConfig
+    from bounds.alpha import _intermediate_starts
+
+    bg, box, C = _vit()
+    crown_res = compute_bounds(bg, box.lower, box.upper, C, method="crown")
+    starts = _intermediate_starts(bg, crown_res.intermediate, 1 << 22, 4096)
+    assert _pairwise_node(bg) in starts
+    res = compute_bounds(
+        bg, box.lower, box.upper, C, method="alpha-crown", alpha=AlphaConfig(iterations=5)
+    )
+    xs = box.lower + (box.upper - box.lower) * torch.rand(
+        (2000,) + bg.input_shape, dtype=box.lower.dtype
+    )
+    values = evaluate_all(bg.graph, xs)
+    for node, b in res.intermediate.items():
+        assert torch.all(values[node] >= b.lower - TOL), f"{node}: lower bound above a sample"
+        assert torch.all(values[node] <= b.upper + TOL), f"{node}: upper bound below a sample"
+    ys = values[bg.output_name].reshape(2000, -1) @ C[0].T
+    assert torch.all(ys >= res.lower - TOL) and torch.all(ys <= res.upper + TOL)
+    assert torch.all(res.lower >= crown_res.lower - TOL)
