@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .crown import backward_lower, is_crown_refined, selector_rows
+from .crown import _accumulate, _affine_step, backward_lower, is_crown_refined, selector_rows
 from .ibp import node_interval
 from .network import BoundGraph
 from .products import matmul_shapes, product_alpha_init
@@ -122,7 +122,7 @@ class Adam:
                     continue
                 m.lerp_(p.grad, 1 - b1)
                 v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                denom = (v.sqrt() / corr2_sqrt).add_(self.eps)
+                denom = v.sqrt().div_(corr2_sqrt).add_(self.eps)
                 p.addcdiv_(m, denom, value=-(lr * scale) / corr1)
 
 
@@ -260,6 +260,53 @@ def _intermediate_starts(
     return out
 
 
+def _start_rows(bg: BoundGraph, name: str, idx: Tensor, like: Tensor) -> Tensor:
+    """The ``2k`` objective rows of a start node (lower rows, then negated upper rows) for
+    the elements ``idx``, ``[2k, B, *shape]``."""
+    shape = bg.shape(name)
+    rows = selector_rows(math.prod(shape), idx, like.shape[0], like)
+    return torch.cat([rows, -rows]).reshape((2 * idx.numel(), like.shape[0]) + shape)
+
+
+def _unique_rows(bg: BoundGraph, name: str, A0: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Rows of ``A0`` that are the same linear function before any nonlinearity.
+
+    The rows are pushed back through the affine nodes below ``name`` (which depend on no
+    interval) until every coefficient sits at a nonlinear node's output or the input;
+    rows that agree there (coefficients and constant terms) get the same bound, so only
+    one of them is bounded. E.g. a decomposed softmax's pairwise differences
+    ``s_k - s_j``: the lower row of ``(j, k)`` is the negated upper row of ``(k, j)``.
+
+    Returns ``(representatives [U], inverse [R])`` with ``row r == representatives[inverse[r]]``,
+    or None when all rows differ. Computed on the first domain (affine steps are the same
+    for every domain).
+    """
+    a0 = A0[:, :1]
+    acc: dict[str, Tensor] = {name: a0}
+    bias = a0.new_zeros(a0.shape[:2])
+    parts: list[Tensor] = []
+    for node in reversed(bg.order[: bg.order.index(name) + 1]):
+        a = acc.pop(node, None)
+        if a is None:
+            continue
+        info = bg.infos[node]
+        if info.kind != "affine":
+            parts.append(a.flatten(1))
+            continue
+        grads, b = _affine_step(bg, info, a)
+        for slot, g in zip(info.perturbed_slots, grads):
+            _accumulate(acc, info.node.inputs[slot], g)
+        bias = bias + b
+    parts += [a.flatten(1) for a in acc.values()] + [bias]
+    key = torch.cat(parts, dim=1)
+    uniq, inverse = torch.unique(key, dim=0, return_inverse=True)
+    if uniq.shape[0] == key.shape[0]:
+        return None
+    reps = torch.empty(uniq.shape[0], dtype=torch.long, device=key.device)
+    reps.scatter_(0, inverse, torch.arange(key.shape[0], device=key.device))
+    return reps, inverse
+
+
 def _detached(bg: BoundGraph, bounds: Mapping[str, Bounds]) -> dict[str, Bounds]:
     """Intervals without autograd history; the input set is kept as given (a ball stays one)."""
     out = {k: Bounds(v.lower.detach(), v.upper.detach()) for k, v in bounds.items()}
@@ -272,21 +319,26 @@ def _refresh(
     prev: Mapping[str, Bounds],
     starts: Mapping[str, tuple[Tensor, frozenset[str]]],
     alphas: Mapping[str, Mapping[str, Tensor]],
+    unique: Mapping[str, tuple[Tensor, Tensor] | None] | None = None,
 ) -> dict[str, Bounds]:
     """Intervals of every node from the current parameters, intersected with ``prev``.
 
     Differentiable in the parameters; ``prev`` (detached, sound) keeps them monotone.
+    ``unique``: per start, the representative rows (see :func:`_unique_rows`).
     """
     cur: dict[str, Bounds] = {bg.input_name: prev[bg.input_name]}
     for name in bg.order:
         b = node_interval(bg, bg.infos[name], cur).intersect(prev[name])
         if name in starts:
             idx = starts[name][0]
-            shape = bg.shape(name)
-            n, k, B = math.prod(shape), idx.numel(), b.lower.shape[0]
-            rows = selector_rows(n, idx, B, b.lower)
-            A0 = torch.cat([rows, -rows]).reshape((2 * k, B) + shape)
+            k = idx.numel()
+            A0 = _start_rows(bg, name, idx, b.lower)
+            dedup = (unique or {}).get(name)
+            if dedup is not None:
+                A0 = A0[dedup[0]]
             lb = backward_lower(bg, name, A0, cur, alphas=alphas[name]).lower
+            if dedup is not None:
+                lb = lb[dedup[1]]
             lo = b.lower.flatten(1).index_copy(1, idx, lb[:k].T).reshape(b.lower.shape)
             up = b.upper.flatten(1).index_copy(1, idx, -lb[k:].T).reshape(b.upper.shape)
             # The value is the intersection (sound); the gradient always reaches the fresh
@@ -332,8 +384,15 @@ def optimize_bounds(
     S = A0.shape[0]
     best_bounds = _detached(bg, bounds)
     out_alphas = init_alphas(bg, best_bounds, S)
+    like = best_bounds[bg.input_name].lower
+    unique = {
+        name: _unique_rows(bg, name, _start_rows(bg, name, idx, like))
+        for name, (idx, _) in starts.items()
+    }
     inter_alphas = {
-        name: init_alphas(bg, best_bounds, 2 * idx.numel(), ups)
+        name: init_alphas(
+            bg, best_bounds, 2 * idx.numel() if unique[name] is None else len(unique[name][0]), ups
+        )
         for name, (idx, ups) in starts.items()
     }
     with torch.no_grad():
@@ -354,7 +413,7 @@ def optimize_bounds(
             active = best <= thresholds
             if not bool(active.any()):
                 break
-        cur = _refresh(bg, best_bounds, starts, inter_alphas) if starts else best_bounds
+        cur = _refresh(bg, best_bounds, starts, inter_alphas, unique) if starts else best_bounds
         lb = backward_lower(bg, bg.output_name, A0, cur, alphas=out_alphas).lower
         with torch.no_grad():
             improved = bool((lb > best + 1e-7).any())

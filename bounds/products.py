@@ -47,7 +47,8 @@ def _weights(alpha: Tensor) -> tuple[Tensor, Tensor]:
     with torch.no_grad():
         inside = bool(((alpha >= 0) & (alpha <= 1)).all())  # False for NaN
     w = alpha if inside else torch.nan_to_num(alpha).clamp(0.0, 1.0)
-    return w[0], w[1]
+    r, rp = w[:MUL_N_ALPHA].unbind(0)  # one gradient copy, not one per selected row
+    return r, rp
 
 
 def _guarded(a: Tensor, b: Tensor) -> Tensor:
@@ -166,21 +167,14 @@ def matmul_step(
     r, rp = _weights(alpha.to(a.dtype))
     r1 = pos.unsqueeze(-2) * r  # [S, B, ..., n, k, m]
     r2 = neg.unsqueeze(-2) * rp
+    # Sums over one axis of the per-term tensors as products with broadcast operand
+    # bounds: a contraction over ``i`` alone is a batch of tiny matrix products.
     ax = pos @ _t(yu) + neg @ _t(yl) + ((r1 - r2) * (yl - yu).unsqueeze(-3)).sum(-1)
-    # contractions over i (rows of X): [.., n, k, m] x [.., n, k] -> [.., k, m]
-    p1l, p1u = _over_rows(r1, xl, xu)
-    p2l, p2u = _over_rows(r2, xl, xu)
-    ay = _t(xu) @ a + (p1l + p2l - p1u - p2u)
-    bias = pos * (xu @ yu) + neg * (xu @ yl)
-    extra = p1l * yl - p1u * yu + p2l * yu - p2u * yl
-    return sum_to(ax, xshape), sum_to(ay, yshape), -(_flat_sum(bias) + _flat_sum(extra))
-
-
-def _over_rows(w: Tensor, v1: Tensor, v2: Tensor) -> tuple[Tensor, Tensor]:
-    """``sum_i w[..., i, t, j] * v[..., i, t]`` -> ``[..., t, j]`` for ``v = v1, v2``."""
-    v = torch.stack([v1, v2], -1).expand(w.shape[:-1] + (2,))
-    out = torch.einsum("...itj,...itc->...tjc", w, v)
-    return out[..., 0], out[..., 1]
+    ay = _t(xu) @ a + ((r1 + r2) * (xl - xu).unsqueeze(-1)).sum(-3)
+    xl3, xu3, yl3, yu3 = xl.unsqueeze(-1), xu.unsqueeze(-1), yl.unsqueeze(-3), yu.unsqueeze(-3)
+    bias = _flat_sum(pos * (xu @ yu) + neg * (xu @ yl))
+    extra = _flat_sum(r1 * (xl3 * yl3 - xu3 * yu3)) + _flat_sum(r2 * (xl3 * yu3 - xu3 * yl3))
+    return sum_to(ax, xshape), sum_to(ay, yshape), -(bias + extra)
 
 
 def _matmul_elementwise(

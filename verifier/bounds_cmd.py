@@ -70,7 +70,9 @@ def bound_rows(args: argparse.Namespace, config: VerifyConfig) -> list[dict[str,
         lo = torch.tensor(group.lower, dtype=dtype).reshape(shape)
         hi = torch.tensor(group.upper, dtype=dtype).reshape(shape)
         C = torch.tensor(rows.C, dtype=dtype).unsqueeze(0)
-        res = compute_bounds(bg, lo, hi, C, method=cfg.method, alpha=alpha)
+        res = compute_bounds(
+            bg, lo, hi, C, method=cfg.method, alpha=alpha, crown_max_elements=cfg.crown_max_elements
+        )
         assert res.upper is not None
         low, up = res.lower[0].detach().numpy(), res.upper[0].detach().numpy()
         for r, local in enumerate(_local_rows(rows)):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bounds import CROWN_MAX_ELEMENTS
 from branching import BabConfig
 
 try:
@@ -116,6 +117,8 @@ class BoundsConfig:
             intermediate bound (tighter, several times slower than output-only).
         bab: run branch-and-bound after the incomplete bounds (``--no-bab`` turns it off;
             its settings are the ``bab`` section of :class:`VerifyConfig`).
+        crown_max_elements: intermediate nodes with more elements keep IBP bounds
+            (``bounds.compute_bounds(crown_max_elements=...)``).
     """
 
     enabled: bool = True
@@ -125,6 +128,7 @@ class BoundsConfig:
     alpha_lr: float = 0.1
     alpha_intermediate: bool = True
     bab: bool = True
+    crown_max_elements: int = CROWN_MAX_ELEMENTS
 
     def __post_init__(self) -> None:
         _require(
@@ -137,6 +141,7 @@ class BoundsConfig:
         )
         _require(self.alpha_iterations >= 0, "bounds.alpha_iterations must be >= 0")
         _require(self.alpha_lr > 0, "bounds.alpha_lr must be > 0")
+        _require(self.crown_max_elements >= 0, "bounds.crown_max_elements must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)

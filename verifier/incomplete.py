@@ -118,6 +118,7 @@ def bound_group(
         thresholds=d,
         bound_upper=False,
         alpha=alpha,
+        crown_max_elements=cfg.crown_max_elements,
         time_limit=time_limit,
     )
     if keep is not None:

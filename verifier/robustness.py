@@ -230,6 +230,7 @@ class RobustnessProblem:
                 thresholds=thresholds,
                 bound_upper=False,
                 alpha=alpha,
+                crown_max_elements=cfg.crown_max_elements,
             )
         except BoundsError as exc:
             raise InputError(f"bounds cannot be computed: {exc}") from exc

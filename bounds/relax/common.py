@@ -16,9 +16,14 @@ Pair = tuple[Tensor, Tensor]
 
 # --------------------------------------------------------------------------- helpers
 def prepare(
-    l: Tensor, u: Tensor, alpha: Tensor, n_alpha: int
+    l: Tensor, u: Tensor, alpha: Tensor, n_alpha: int, *, expand_bounds: bool = True
 ) -> tuple[Tensor, Tensor, list[Tensor]]:
     """Broadcast ``l``, ``u`` and the rows of ``alpha`` ([n_alpha, *S]) to one shape.
+
+    With ``expand_bounds=False`` only the rows are broadcast; ``l`` and ``u`` keep their
+    sizes (rank padded with leading 1s) so that whatever a relaxation computes from the
+    bounds alone is computed once, not once per objective row (alpha-CROWN's per-row
+    parameters); the relaxation must then combine them by broadcasting only.
 
     NaN entries of ``alpha`` become 0 and infinite ones the largest finite float, so
     that clamping them afterwards always yields a finite, valid parameter. Infinite
@@ -30,8 +35,12 @@ def prepare(
         l.shape if alpha.shape[1:] == l.shape else torch.broadcast_shapes(l.shape, alpha.shape[1:])
     )
     rows = torch.nan_to_num(alpha.to(l.dtype))
-    l, u = (torch.where(torch.isfinite(x), x, x.detach()).expand(shape) for x in (l, u))
-    return l, u, [rows[i].expand(shape) for i in range(n_alpha)]
+    l, u = (torch.where(torch.isfinite(x), x, x.detach()) for x in (l, u))
+    if expand_bounds:
+        l, u = l.expand(shape), u.expand(shape)
+    elif l.dim() < len(shape):
+        l, u = (x.reshape((1,) * (len(shape) - x.dim()) + tuple(x.shape)) for x in (l, u))
+    return l, u, [row.expand(shape) for row in rows[:n_alpha].unbind(0)]
 
 
 def pow0(x: Tensor, p: float) -> Tensor:
@@ -158,10 +167,11 @@ def point_init(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tens
 def _tangent_point(
     alpha: Tensor | None, l: Tensor, u: Tensor, init: Callable[[Tensor, Tensor], Tensor]
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(l, u, t)``: broadcast bounds and the tangent point clamped into ``[l, u]``."""
+    """``(l, u, t)``: the bounds (broadcastable, see :func:`prepare`) and the tangent point
+    clamped into ``[l, u]`` (the broadcast shape)."""
     if alpha is None:
         alpha = init(l, u)
-    l, u, rows = prepare(l, u, alpha, 1)
+    l, u, rows = prepare(l, u, alpha, 1, expand_bounds=False)
     return l, u, clamp_point(rows[0], l, u)
 
 

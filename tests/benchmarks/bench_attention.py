@@ -9,9 +9,12 @@ worktree of the base commit), alternating so that machine load hits both alike:
     python tests/benchmarks/bench_attention.py --old /tmp/nlverify-old [--dtype float32]
 
 Prints one row per (model, method): bound seconds (the first ``compute_bounds`` call
-of the process, lazy imports included), whole-process seconds, peak resident MB for
-old and new, the ratios, and the largest amount by which a new lower bound is
-below the old one (``<= 0`` means never looser).
+of the process, lazy imports included), whole-process seconds, peak resident MB of the
+process for old and new, bounding MB (the high-water resident memory during
+``compute_bounds`` minus the resident memory just before it: torch, the model and the
+spec, about 300 MB, are not the bound's cost; Linux ``/proc/self/clear_refs``), the
+ratios, and the largest amount by which a new lower bound is below the old one (``<= 0``
+means never looser). Run it with ``OMP_NUM_THREADS=1`` for single-thread numbers.
 
 ``--tightness`` instead compares CROWN lower bounds row by row (float64) on the
 first 20 vit_2023 rows and all ml4acopf_2023 rows, every disjunct group.
@@ -58,13 +61,26 @@ l = torch.tensor(lo, dtype=dt).reshape(shape)
 u = torch.tensor(hi, dtype=dt).reshape(shape)
 C = torch.tensor(np.concatenate([c for c, _ in props]), dtype=dt)[None]
 d = torch.tensor(np.concatenate([d for _, d in props]), dtype=dt)[None]
+def status_mb(key):
+    with open("/proc/self/status") as f:
+        return int(f.read().split(key + ":")[1].split()[0]) / 1024
+try:  # the baseline: resident memory just before bounding; then restart the high-water mark
+    base, peak_before = status_mb("VmRSS"), status_mb("VmHWM")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+except OSError:
+    base = peak_before = None
 t0 = time.perf_counter()
 r = compute_bounds(bg, l, u, C, method=method, bound_upper=False, thresholds=d,
                    alpha=AlphaConfig(iterations=int(iterations), intermediate=True))
 t_bound = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if base is None:
+    peak, above = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, float("nan")
+else:
+    hwm = status_mb("VmHWM")
+    peak, above = max(peak_before, hwm), hwm - base
 print(json.dumps({"time": t_bound, "process": time.perf_counter() - t_start, "peak_mb": peak,
-                  "lower": r.lower[0].tolist()}))
+                  "base_mb": base, "above_mb": above, "lower": r.lower[0].tolist()}))
 """
 
 TIGHT = r"""
@@ -103,7 +119,8 @@ def _run(root: Path, code: str, args: list[str]) -> dict | list:
 
 def table(old: Path, dtype: str, iterations: int, only: list[str] | None) -> None:
     head = f"{'model':18} {'method':12} {'bound s old/new':>17} {'x':>6} {'process s old/new':>18}"
-    print(head + f" {'peak MB old/new':>16} {'x':>5} {'max(old-new)':>12}", flush=True)
+    head += f" {'peak MB old/new':>16} {'x':>5} {'bounding MB old/new':>20} {'x':>5}"
+    print(head + f" {'max(old-new)':>12}", flush=True)
     for label, onnx_path, spec_path in CASES:
         if only and not any(o in label for o in only):
             continue
@@ -116,6 +133,7 @@ def table(old: Path, dtype: str, iterations: int, only: list[str] | None) -> Non
                 f"{label:18} {method:12} {o['time']:8.2f}/{n['time']:<8.2f}"
                 f" {o['time'] / n['time']:5.1f}x {o['process']:8.2f}/{n['process']:<9.2f}"
                 f" {o['peak_mb']:7.0f}/{n['peak_mb']:<8.0f} {n['peak_mb'] / o['peak_mb']:5.2f}"
+                f" {o['above_mb']:9.0f}/{n['above_mb']:<10.0f} {n['above_mb'] / o['above_mb']:5.2f}"
                 f" {gap:12.2e}",
                 flush=True,
             )

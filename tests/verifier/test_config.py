@@ -50,6 +50,7 @@ def test_config_is_frozen() -> None:
         {"runtime__dtype": "float16"},
         {"timeout": -1.0},
         {"timeout": math.nan},
+        {"bounds__crown_max_elements": -1},
     ],
 )
 def test_invalid_overrides_raise_config_error(overrides: dict) -> None:

@@ -40,6 +40,25 @@ def test_bounds_json_and_settings(files, capsys) -> None:
     assert out["rows"][0]["refuted"] is True and out["rows"][0]["lower"] > out["rows"][0]["d"]
 
 
+def test_crown_max_elements_setting_reaches_compute_bounds(files, capsys, monkeypatch) -> None:
+    import verifier.incomplete as incomplete
+
+    seen = []
+    real = incomplete.compute_bounds
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("crown_max_elements"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(incomplete, "compute_bounds", spy)
+    argv = [files["model"], files["safe"], "--json", "--set", "bounds.crown_max_elements=7"]
+    code = cli.main([str(a) for a in argv])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["status"] == "unsat"
+    assert out["config"]["bounds"]["crown_max_elements"] == 7
+    assert seen and set(seen) == {7}
+
+
 def test_bad_settings_give_one_error_line_everywhere(files, capsys, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[attack\n")
@@ -49,6 +68,7 @@ def test_bad_settings_give_one_error_line_everywhere(files, capsys, tmp_path: Pa
         ["bounds", files["model"], files["safe"], "--config", bad],
         ["bench", tmp_path, "--config", bad],
         [files["model"], files["safe"], "--set", "attack.nope=1"],
+        [files["model"], files["safe"], "--set", "bounds.crown_max_elements=-1"],
         [files["model"], files["safe"], "--profile", "no_such_profile"],
     ):
         code = cli.main([str(a) for a in argv])
