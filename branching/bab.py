@@ -380,6 +380,14 @@ class _Search:
         k = min(self.cfg.filter, allsc.shape[1])
         if k > 1:
             top, cand = allsc.topk(k, dim=1)
+            mix = self.cfg.filter_mix
+            if mix and mix != self.cfg.heuristic:
+                half = k // 2
+                other = HEURISTICS[mix](inp)
+                othsc = torch.cat([other[n.name] for n in self.nodes], dim=1)
+                top_b, cand_b = othsc.topk(half, dim=1)
+                top = torch.cat([top[:, : k - half], top_b], dim=1)
+                cand = torch.cat([cand[:, : k - half], cand_b], dim=1)
             arg = self._filter(batch, cand, top, allpts)
         self._set_decision(batch, arg, allpts)
         return None

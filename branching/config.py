@@ -44,6 +44,10 @@ class BabConfig:
         filter: bound both children of the heuristic's top ``filter`` candidates (one pass,
             no optimisation) and split the one whose worse child is best (kFSB-like);
             1 takes the heuristic's choice as is.
+        filter_mix: a second heuristic whose best candidates take half of the filter's
+            slots ('' or the main heuristic: none). The estimates fail in different places
+            (BBPS alone stalled on ml4acopf 118 prop2, which BaBSR-like proves in 7 domains),
+            and the filter's real bounds pick the better split.
         max_memory_mb: cap on the bytes the open domains may hold.
         shortcut_memory_mb: cap on BBPS's root linear bounds of split nodes.
         max_domains: stop with ``max_domains`` after bounding this many (0: no cap).
@@ -67,6 +71,7 @@ class BabConfig:
     lr_alpha: float = 0.1
     lr_beta: float = 0.05
     filter: int = 4
+    filter_mix: str = "babsr"
     max_memory_mb: float = 4096.0
     shortcut_memory_mb: float = 256.0
     max_domains: int = 0
@@ -93,6 +98,10 @@ class BabConfig:
             (self.iterations >= 0 and self.root_iterations >= 0, "bab iterations must be >= 0"),
             (self.max_memory_mb > 0, "bab.max_memory_mb must be > 0"),
             (self.filter >= 1, "bab.filter must be >= 1"),
+            (
+                self.filter_mix in HEURISTICS or self.filter_mix == "",
+                f"bab.filter_mix must be '' or one of {', '.join(HEURISTICS)}",
+            ),
             (self.max_domains >= 0 and self.max_depth >= 0, "bab caps must be >= 0"),
         ]
         for ok, message in checks:

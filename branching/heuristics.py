@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -78,6 +78,8 @@ class HeuristicInput:
         points: split node -> ``[B, n]`` split points.
         shortcuts: split node -> root linear bounds (BBPS; nodes without one fall back to
             the intercept estimate).
+        cache: ``(λ, μ)`` per (split node, interval: 0 whole, 1 and 2 the branches), shared
+            by the heuristics scoring the same domains.
     """
 
     bg: BoundGraph
@@ -89,6 +91,7 @@ class HeuristicInput:
     masks: Mapping[str, Tensor]
     points: Mapping[str, Tensor]
     shortcuts: Mapping[str, Shortcut]
+    cache: dict[tuple[str, int], tuple[Tensor, Tensor] | None] = field(default_factory=dict)
 
 
 def shortcuts(
@@ -163,6 +166,20 @@ def lam_mu(
     return lam, torch.nan_to_num(mu, nan=0.0, posinf=0.0, neginf=-1e30)
 
 
+def _lam_mu_of(inp: HeuristicInput, node: SplitNode, which: int) -> tuple[Tensor, Tensor] | None:
+    """:func:`lam_mu` on the node's interval (``which=0``) or branch ``which-1``, cached."""
+    key = (node.name, which)
+    if key not in inp.cache:
+        b = inp.intervals[node.name]
+        lo, up = (
+            (b.lower, b.upper)
+            if which == 0
+            else _branches(node, b, inp.points[node.name])[which - 1]
+        )
+        inp.cache[key] = lam_mu(inp.bg, node, inp.lA, lo, up, inp.intervals)
+    return inp.cache[key]
+
+
 def _branches(node: SplitNode, b: Bounds, p: Tensor) -> tuple[tuple[Tensor, Tensor], ...]:
     shape = b.lower.shape
     pt = p.reshape(shape)
@@ -201,14 +218,14 @@ def babsr_scores(inp: HeuristicInput) -> dict[str, Tensor]:
 def _intercept_scores(inp: HeuristicInput, node: SplitNode) -> Tensor:
     b = inp.intervals[node.name]
     mask = inp.masks[node.name]
-    base = lam_mu(inp.bg, node, inp.lA, b.lower, b.upper, inp.intervals)
+    base = _lam_mu_of(inp, node, 0)
     if base is None:
         return torch.full(mask.shape, -math.inf, dtype=b.lower.dtype)
     lam, mu = base
     bias = _bias_of(inp.bg, node, b.lower)
     deltas = []
-    for lo, up in _branches(node, b, inp.points[node.name]):
-        lam_k, mu_k = lam_mu(inp.bg, node, inp.lA, lo, up, inp.intervals)  # type: ignore[misc]
+    for k in (1, 2):
+        lam_k, mu_k = _lam_mu_of(inp, node, k)  # type: ignore[misc]
         d = mu_k - mu
         if bias is not None:
             d = d + (lam_k - lam) * bias
@@ -236,7 +253,7 @@ def bbps_scores(inp: HeuristicInput) -> dict[str, Tensor]:
             continue
         b = inp.intervals[node.name]
         mask = inp.masks[node.name]
-        base = lam_mu(inp.bg, node, inp.lA, b.lower, b.upper, inp.intervals)
+        base = _lam_mu_of(inp, node, 0)
         if base is None:
             out[node.name] = torch.full(mask.shape, -math.inf, dtype=b.lower.dtype)
             continue
@@ -253,8 +270,8 @@ def bbps_scores(inp: HeuristicInput) -> dict[str, Tensor]:
             wl_x, wu_x = corner @ sc.WL.T, corner @ sc.WU.T  # [S, B, n]
         cst = mu + lp * sc.cL + ln * sc.cU
         deltas, steps = [], []
-        for lo, up in _branches(node, b, inp.points[node.name]):
-            lam_k, mu_k = lam_mu(inp.bg, node, inp.lA, lo, up, inp.intervals)  # type: ignore[misc]
+        for k in (1, 2):
+            lam_k, mu_k = _lam_mu_of(inp, node, k)  # type: ignore[misc]
             kp, kn = lam_k.clamp(min=0), lam_k.clamp(max=0)
             dp, dn = kp - lp, kn - ln
             cst_k = mu_k + kp * sc.cL + kn * sc.cU

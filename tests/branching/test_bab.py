@@ -172,3 +172,16 @@ def test_auto_split_mode_counts_free_input_values() -> None:
     hi.view(-1)[:] = 1.0
     assert choose_split_mode(bg, cfg, lo, hi) == "activation"
     assert choose_split_mode(bg, BabConfig(split="activation"), lo, lo) == "activation"
+
+
+@pytest.mark.parametrize("mix", ["", "babsr"])
+def test_filter_mix_settings_reach_the_same_answer(mix: str) -> None:
+    """With and without a second heuristic in the filter the search proves the property
+    (the mix only changes which candidates get real bounds)."""
+    graph, lo, hi, C, m, true_lb, _ = _setup(*CASES[1])
+    bg = BoundGraph(graph)
+    d = _holds(true_lb)
+    cfg = BabConfig(split="activation", batch_size=16, filter=4, filter_mix=mix)
+    out = run_bab(bg, BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
+    assert out.reason is StopReason.PROVED, out.detail
+    assert out.stats.domains_filtered > 0

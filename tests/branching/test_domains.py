@@ -143,3 +143,12 @@ def test_bbps_refinement_matches_the_exact_scores(
             # an unrefined neuron never outranks the refined ones (ties aside)
             second = f.topk(2, dim=1).values[:, 1:]
             assert bool((f <= best.values[:, None]).all()) and bool(torch.isfinite(second).all())
+
+
+def test_filter_mix_is_validated() -> None:
+    from branching import BabConfig
+
+    assert BabConfig().filter_mix == "babsr"
+    assert BabConfig(filter_mix="").filter_mix == ""
+    with pytest.raises(ValueError, match="filter_mix"):
+        BabConfig(filter_mix="nope")
