@@ -25,11 +25,17 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .crown import _accumulate, _affine_step, backward_lower, is_crown_refined, selector_rows
+from .crown import (
+    _accumulate,
+    _affine_step,
+    backward_lower,
+    consumer_mask,
+    is_crown_refined,
+    selector_rows,
+)
 from .ibp import node_interval
 from .network import BoundGraph
 from .products import matmul_shapes, product_alpha_init
-from .relax.base import default_split_mask
 from .relax.bilinear import MUL_N_ALPHA
 from .types import CROWN_MAX_ELEMENTS, Bounds
 
@@ -221,14 +227,8 @@ def _refined_elements(bg: BoundGraph, name: str, b: Bounds) -> Tensor:
     for info in bg.infos.values():
         if name not in info.node.inputs or info.kind not in ("unary", "product"):
             continue
-        relax = info.relaxation if info.kind == "unary" else None
-        if relax is not None and relax.split_mask is not None:
-            if relax.split_mask is default_split_mask:
-                keep |= up > lo
-            else:
-                keep |= relax.split_mask(lo, up)
-        else:
-            keep |= up > lo
+        mask = consumer_mask(info)
+        keep |= (up > lo) if mask is None else mask(lo, up)
     return torch.nonzero(keep.any(0)).flatten()
 
 

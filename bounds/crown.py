@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -325,6 +325,16 @@ def node_bounds(
     return Bounds(lower.reshape((B,) + shape), upper.reshape((B,) + shape))
 
 
+def consumer_mask(info: NodeInfo) -> Callable[[Tensor, Tensor], Tensor] | None:
+    """The ``split_mask`` with which consumer ``info`` says where its relaxation still
+    depends on its input's interval, or None when it may depend on it wherever ``l < u``
+    (smooth ops, products, affine nodes)."""
+    relax = info.relaxation if info.kind == "unary" else None
+    if relax is None or relax.split_mask is None or relax.split_mask is default_split_mask:
+        return None
+    return relax.split_mask
+
+
 def _split_masks(bg: BoundGraph, name: str) -> list | None:
     """The ``split_mask`` of every consumer of ``name``, or None unless every consumer is
     elementwise with a mask of its own (ReLU, LeakyReLU, Clip, Sign, Floor, ...)."""
@@ -332,10 +342,10 @@ def _split_masks(bg: BoundGraph, name: str) -> list | None:
     for info in bg.infos.values():
         if name not in info.node.inputs:
             continue
-        relax = info.relaxation if info.kind == "unary" else None
-        if relax is None or relax.split_mask is None or relax.split_mask is default_split_mask:
+        mask = consumer_mask(info)
+        if mask is None:
             return None
-        masks.append(relax.split_mask)
+        masks.append(mask)
     return masks or None
 
 

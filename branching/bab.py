@@ -261,14 +261,8 @@ class _Search:
                 return limit
             parents = self.store.pop(cfg.batch_size)
             kids = self._children(parents)
-            over = {n.name: Bounds(kids[f"lo/{n.name}"], kids[f"up/{n.name}"]) for n in self.nodes}
-            alphas = {k[6:]: v.movedim(0, 2) for k, v in kids.items() if k.startswith("alpha/")}
-            betas = {k[5:]: v.movedim(0, 2) for k, v in kids.items() if k.startswith("beta/")}
-            n = size(kids)
-            lo = p.lower.expand(n, *p.lower.shape[1:])
-            hi = p.upper.expand(n, *p.upper.shape[1:])
-            res = self._bound(lo, hi, over, alphas, betas, kids["lower"], cfg.iterations)
-            self.stats.domains_bounded += n
+            res = self._bound_kids(kids, cfg.iterations)
+            self.stats.domains_bounded += size(kids)
             margins = self._margins(res.lower)
             open_ = ~((margins > 0) | res.infeasible)
             if bool(open_.any()):
