@@ -8,7 +8,7 @@ Typical use (one case of a spec; see :func:`branching.run_bab`)::
     result.reason  # StopReason.PROVED, COUNTEREXAMPLE, TIMEOUT, MEMORY, NO_CANDIDATE, ...
 """
 
-from .bab import BabProblem, Falsifier, choose_split_mode, run_bab
+from .bab import BabProblem, BabSearch, Falsifier, choose_split_mode, run_bab
 from .config import BabConfig, BabResult, BabStats, StopReason
 from .domains import DomainMemoryError, DomainStore
 from .heuristics import HEURISTICS
@@ -17,6 +17,7 @@ __all__ = [
     "HEURISTICS",
     "BabConfig",
     "BabProblem",
+    "BabSearch",
     "BabResult",
     "BabStats",
     "DomainMemoryError",

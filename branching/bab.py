@@ -20,6 +20,7 @@ candidate left, or a configured cap on domains or depth.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -47,7 +48,7 @@ from .splits import candidate_mask, find_split_nodes, split_points
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BabProblem", "Falsifier", "run_bab"]
+__all__ = ["BabProblem", "BabSearch", "Falsifier", "run_bab"]
 
 #: ``falsify(points [K, *input_shape]) -> counterexample or None`` (the caller confirms).
 Falsifier = Callable[[Tensor], Any]
@@ -119,17 +120,67 @@ def run_bab(
         store: branching-point tables (:func:`branching.branch_points.engine_store` when
             None).
     """
-    config = config or BabConfig()
-    deadline = deadline or Deadline.never()
-    mode = choose_split_mode(bg, config, problem.lower, problem.upper)
-    search = _Search(bg, problem, config, deadline, falsify, progress, mode, store)
-    try:
-        with torch.no_grad():
-            if mode == "input":
-                return search.input_split()
-        return search.activation_split()
-    except DomainMemoryError as exc:
-        return search.finish(StopReason.MEMORY, str(exc))
+    search = BabSearch(bg, problem, config, falsify=falsify, progress=progress, store=store)
+    return search.run(deadline)
+
+
+class BabSearch:
+    """One case's search, resumable: :meth:`run` searches until a stop and may be called
+    again after a ``timeout`` to go on from the open domains with a new deadline.
+
+    A caller with several cases gives each a share of the time and later hands what the
+    quick ones left to those that ran out (a case that timed out keeps its domains), so no
+    time is lost to a case that was proved early. Any other stop is final: further calls
+    return it again.
+    """
+
+    def __init__(
+        self,
+        bg: BoundGraph,
+        problem: BabProblem,
+        config: BabConfig | None = None,
+        *,
+        falsify: Falsifier | None = None,
+        progress: Progress | None = None,
+        store: lut.TableStore | None = None,
+    ) -> None:
+        config = config or BabConfig()
+        mode = choose_split_mode(bg, config, problem.lower, problem.upper)
+        self._search = _Search(bg, problem, config, falsify, progress, mode, store)
+        self._final: BabResult | None = None
+        self._started = False
+
+    @property
+    def stats(self) -> BabStats:
+        """The running statistics (summed over every :meth:`run`)."""
+        return self._search.stats
+
+    @property
+    def open_bytes(self) -> int:
+        """Bytes the open domains hold."""
+        return self._search.store.nbytes
+
+    def run(self, deadline: Deadline | None = None) -> BabResult:
+        """Search until a stop; ``timeout`` leaves the search resumable."""
+        if self._final is not None:
+            return self._final
+        s = self._search
+        s.begin(deadline or Deadline.never())
+        input_mode = s.stats.split == "input"
+        try:
+            with torch.no_grad() if input_mode else contextlib.nullcontext():
+                out = None
+                if not self._started:
+                    self._started = True
+                    out = s.input_start() if input_mode else s.activation_start()
+                if out is None:
+                    out = s.input_loop() if input_mode else s.activation_loop()
+        except DomainMemoryError as exc:
+            out = s.finish(StopReason.MEMORY, str(exc))
+        s.pause()
+        if out.reason is not StopReason.TIMEOUT:
+            self._final = out
+        return out
 
 
 class _Search:
@@ -140,16 +191,17 @@ class _Search:
         bg: BoundGraph,
         problem: BabProblem,
         config: BabConfig,
-        deadline: Deadline,
         falsify: Falsifier | None,
         progress: Progress | None,
         mode: str,
         store: lut.TableStore | None,
     ) -> None:
-        self.bg, self.p, self.cfg, self.deadline = bg, problem, config, deadline
+        self.bg, self.p, self.cfg = bg, problem, config
+        self.deadline = Deadline.never()
         self.falsify, self.progress = falsify, progress
         self.table_store = store
         self.stats = BabStats(split=mode)
+        self.active_s = 0.0  # time spent in earlier runs
         self.start = time.monotonic()
         self.store = DomainStore(config.order, int(config.max_memory_mb * 2**20))
         self.C = problem.C.to(problem.lower)
@@ -157,9 +209,20 @@ class _Search:
         self.thr = problem.thresholds.to(problem.lower)
         self.cex: Any = None
 
+    def begin(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+        self.start = time.monotonic()
+
+    def pause(self) -> None:
+        self.active_s += time.monotonic() - self.start
+        self.start = time.monotonic()
+
+    def _elapsed(self) -> float:
+        return self.active_s + time.monotonic() - self.start
+
     # ------------------------------------------------------------------ shared
     def finish(self, reason: StopReason, detail: str = "") -> BabResult:
-        self.stats.elapsed_s = time.monotonic() - self.start
+        self.stats.elapsed_s = self._elapsed()
         self.stats.domains_left = len(self.store)
         if self.progress is not None:
             self.progress(self.stats)
@@ -181,7 +244,7 @@ class _Search:
     def _report(self) -> None:
         s = self.stats
         s.rounds += 1
-        s.elapsed_s = time.monotonic() - self.start
+        s.elapsed_s = self._elapsed()
         s.domains_left = len(self.store)
         s.peak_domains = max(s.peak_domains, s.domains_left)
         s.worst_margin = self.store.worst() if len(self.store) else s.worst_margin
@@ -226,7 +289,8 @@ class _Search:
         return False
 
     # -------------------------------------------------------------- activation
-    def activation_split(self) -> BabResult:
+    def activation_start(self) -> BabResult | None:
+        """Bound the root and choose its split; a stop when that already settles it."""
         bg, p, cfg = self.bg, self.p, self.cfg
         nodes = find_split_nodes(bg)
         if not nodes:
@@ -255,6 +319,10 @@ class _Search:
         if stop is not None:
             return stop
         self.store.push(batch)
+        return None
+
+    def activation_loop(self) -> BabResult:
+        p, cfg = self.p, self.cfg
         while len(self.store):
             limit = self._limit_reached()
             if limit is not None:
@@ -435,8 +503,9 @@ class _Search:
         return kids
 
     # ------------------------------------------------------------------- input
-    def input_split(self) -> BabResult:
-        p, cfg = self.p, self.cfg
+    def input_start(self) -> BabResult | None:
+        """Bound the root box; a stop when that already settles it."""
+        p = self.p
         lo, hi = p.lower, p.upper
         lower, A = self._bound_boxes(lo, hi)
         self.stats.domains_bounded += 1
@@ -447,6 +516,10 @@ class _Search:
         if self._try(centre) or self._candidates(A, lo, hi, margins):
             return self.finish(StopReason.COUNTEREXAMPLE)
         self.store.push(self._boxes(lo, hi, lower, A, torch.zeros(1, dtype=torch.long)))
+        return None
+
+    def input_loop(self) -> BabResult:
+        cfg = self.cfg
         while len(self.store):
             limit = self._limit_reached()
             if limit is not None:

@@ -38,7 +38,14 @@ import models
 import vnnlib
 from bounds import BoundGraph, BoundsError
 from bounds.relax import DomainError
-from branching import BabProblem, BabStats, StopReason, choose_split_mode, run_bab
+from branching import (
+    BabProblem,
+    BabResult,
+    BabSearch,
+    BabStats,
+    StopReason,
+    choose_split_mode,
+)
 from verifier.attack import AttackProgress, CaseGroup, group_cases, iter_candidates
 from verifier.config import InputError, VerifyConfig
 from verifier.counterexample_check import OrtChecker, OrtCheckError
@@ -311,8 +318,6 @@ def bab_stage(ctx: StageContext) -> Result | None:
     bg = ctx.bound_graph
     dtype = torch.float64 if bcfg.dtype == "float64" else torch.float32
     device = ctx.runtime.device
-    total = BabStats()
-    unresolved: list[str] = []
     start = time.perf_counter()
     # Every open case gets an equal share of what is left (a case that ends early leaves
     # its time to the next ones), easiest first: cases whose bound came closest to a proof.
@@ -325,16 +330,23 @@ def bab_stage(ctx: StageContext) -> Result | None:
                 gap = float(np.max(og.lower[rows] - og.rows.d[rows] - og.margin[rows]))
                 todo.append((-gap, og.index, local, og))
     todo.sort(key=lambda t: (t[0], t[1], t[2]))
+    searches: list[BabSearch] = []
+    # Cases that ran out of their share keep their open domains and get, in turn, an
+    # equal share of what the others left (any case still open means no proof, but the
+    # search may yet find a counterexample there).
+    paused: list[tuple[int, BabSearch]] = []
+    failed: list[str] = []
     try:
         for pos, (_, gi, local, og) in enumerate(todo):
             group = ctx.problem.groups[gi]
+            case = group.case_indices[local]
+            if ctx.deadline.expired():
+                ctx.stop = StopReason.TIMEOUT.value
+                failed.append(f"case {case}: timeout")
+                continue
             shape = (1,) + bg.input_shape
             lo = torch.tensor(group.lower, dtype=dtype, device=device).reshape(shape)
             hi = torch.tensor(group.upper, dtype=dtype, device=device).reshape(shape)
-            if ctx.deadline.expired():
-                ctx.stop = StopReason.TIMEOUT.value
-                unresolved.append(f"case {group.case_indices[local]}: timeout")
-                continue
             rows = og.rows.case_of_row == local
             C, d = og.rows.C[rows], og.rows.d[rows]
             problem = BabProblem(
@@ -345,38 +357,78 @@ def bab_stage(ctx: StageContext) -> Result | None:
                 torch.tensor(d + og.margin[rows], dtype=dtype, device=device),
                 og.intermediate,  # type: ignore[arg-type]
             )
-            res = run_bab(
+            search = BabSearch(
                 bg,
                 problem,
                 ctx.config.bab,
-                ctx.deadline.child(1.0 / (len(todo) - pos)),
                 falsify=_falsifier(ctx, forward, group, C, d),
                 progress=ctx.progress,
             )
-            _merge_stats(total, res.stats)
-            case = group.case_indices[local]
-            log.info("bab case %d: %s (%s)", case, res.reason.value, res.detail)
-            if res.reason is StopReason.COUNTEREXAMPLE:
-                ctx.stop = res.reason.value
-                reason = (
-                    f"counterexample for case {res.counterexample.case_index} found during "
-                    "branch-and-bound, confirmed by onnxruntime"
-                )
-                return Result(Status.SAT, res.counterexample, reason=reason)
-            if res.reason is not StopReason.PROVED:
-                ctx.stop = res.reason.value
-                unresolved.append(f"case {case}: {res.reason.value} ({res.detail})")
+            searches.append(search)
+            res = search.run(ctx.deadline.child(1.0 / (len(todo) - pos)))
+            found = _settle(ctx, case, res, paused, failed, search)
+            if found is not None:
+                return found
+            _cap_paused(paused, failed, ctx.config.bab.max_memory_mb)
+        while paused and not ctx.deadline.expired():
+            again, paused = paused, []
+            for pos, (case, search) in enumerate(again):
+                res = search.run(ctx.deadline.child(1.0 / (len(again) - pos)))
+                found = _settle(ctx, case, res, paused, failed, search)
+                if found is not None:
+                    return found
     except (BoundsError, DomainError) as exc:
         ctx.notes.append(f"branch-and-bound could not bound a domain: {exc}")
         return None
     finally:
+        total = BabStats()
+        for search in searches:
+            _merge_stats(total, search.stats)
         total.elapsed_s = time.perf_counter() - start
         ctx.stats.update(total.to_dict())
+    unresolved = failed + [f"case {case}: timeout (time budget spent)" for case, _ in paused]
     if unresolved:
+        if paused:
+            ctx.stop = StopReason.TIMEOUT.value
         ctx.notes.append("branch-and-bound left " + "; ".join(unresolved))
         return None
     ctx.stop = StopReason.PROVED.value
     return Result(Status.UNSAT, reason="every case refuted by branch-and-bound")
+
+
+def _settle(
+    ctx: StageContext,
+    case: int,
+    res: BabResult,
+    paused: list[tuple[int, BabSearch]],
+    failed: list[str],
+    search: BabSearch,
+) -> Result | None:
+    """Record one run's outcome: the ``sat`` result for a counterexample, else None."""
+    log.info("bab case %d: %s (%s)", case, res.reason.value, res.detail)
+    if res.reason is StopReason.COUNTEREXAMPLE:
+        ctx.stop = res.reason.value
+        reason = (
+            f"counterexample for case {res.counterexample.case_index} found during "
+            "branch-and-bound, confirmed by onnxruntime"
+        )
+        return Result(Status.SAT, res.counterexample, reason=reason)
+    if res.reason is StopReason.TIMEOUT:
+        paused.append((case, search))
+    elif res.reason is not StopReason.PROVED:
+        ctx.stop = res.reason.value
+        failed.append(f"case {case}: {res.reason.value} ({res.detail})")
+    return None
+
+
+def _cap_paused(paused: list[tuple[int, BabSearch]], failed: list[str], cap_mb: float) -> None:
+    """Keep the paused searches' open domains within one search's memory cap: the largest
+    are given up (answered ``timeout``) first."""
+    cap = cap_mb * 2**20
+    while paused and sum(s.open_bytes for _, s in paused) > cap:
+        largest = max(range(len(paused)), key=lambda i: paused[i][1].open_bytes)
+        case, _ = paused.pop(largest)
+        failed.append(f"case {case}: timeout (open domains given up to stay within memory)")
 
 
 def _merge_stats(total: BabStats, one: BabStats) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from bounds import BoundGraph, compute_bounds
 from bounds.deadline import Deadline
-from branching import BabConfig, BabProblem, StopReason, run_bab
+from branching import BabConfig, BabProblem, BabSearch, StopReason, run_bab
 from branching.attack import violation
 from models import evaluate, load_onnx
 from models.zoo import zoo_model_path
@@ -146,6 +146,31 @@ def test_timeout_is_held(split: str) -> None:
     out = run_bab(bg, problem, cfg, deadline)
     assert out.reason is StopReason.TIMEOUT
     assert out.stats.domains_left > 0
+
+
+@pytest.mark.parametrize("split", ["activation", "input"])
+def test_a_timed_out_search_resumes_where_it_stopped(split: str) -> None:
+    """A search that ran out of time keeps its open domains: the next run goes on from
+    them (no root re-bounding, statistics summed) and reaches the proof; a final stop is
+    returned again by later runs."""
+    bg, problem = _hard_holding_case()
+    cfg = BabConfig(split=split, batch_size=4, input_batch_size=8)
+    search = BabSearch(bg, problem, cfg)
+    ticks = iter(range(10**9))
+    checks = 40.0 if split == "activation" else 4.0  # the root's alpha steps check too
+    first = search.run(Deadline.after(checks, clock=lambda: float(next(ticks))))
+    assert first.reason is StopReason.TIMEOUT
+    rounds, bounded = first.stats.rounds, first.stats.domains_bounded
+    assert first.stats.domains_left > 0 and rounds >= 1
+    second = search.run(Deadline.after(120))
+    assert second.reason is StopReason.PROVED, second.detail
+    assert second.stats.rounds > rounds and second.stats.domains_bounded > bounded
+    # Going on from the open domains costs no more than a fresh search (which redoes the
+    # root and the rounds already done).
+    fresh = run_bab(bg, problem, cfg, Deadline.after(120))
+    assert fresh.reason is StopReason.PROVED
+    assert second.stats.domains_bounded <= fresh.stats.domains_bounded + 2 * cfg.input_batch_size
+    assert search.run(Deadline.after(120)) is second
 
 
 def test_memory_cap_gives_memory_reason() -> None:
