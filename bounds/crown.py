@@ -23,7 +23,7 @@ from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
 from .products import matmul_step, mul_step
 from .relax.base import Lines, default_split_mask
-from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, LinearBounds
+from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, LinearBounds, all_finite
 
 # Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes. Small
 # chunks keep each coefficient tensor in cache: on the vit_2023 ibp_3_3_8 model (the
@@ -49,7 +49,7 @@ class BackwardResult:
 
 def _mul_guarded(a: Tensor, b: Tensor) -> Tensor:
     """``a * b`` with ``0 * inf = 0`` (zero coefficients ignore infinite terms)."""
-    if bool(torch.isfinite(b).all()):
+    if all_finite(b):
         return a * b
     return torch.where(a == 0, torch.zeros((), dtype=a.dtype, device=a.device), a * b)
 
@@ -65,7 +65,7 @@ def concretize_box(A: Tensor, box: Bounds) -> Tensor:
     splitting ``A`` by sign.
     """
     lo, up = box.lower, box.upper
-    if A.dim() > 2 and bool(torch.isfinite(lo).all()) and bool(torch.isfinite(up).all()):
+    if A.dim() > 2 and all_finite(lo, up):
         flat = A.flatten(2)
         c, r = ((lo + up) / 2).flatten(1), ((up - lo) / 2).flatten(1)
         return torch.einsum("sbn,bn->sb", flat, c) - torch.einsum("sbn,bn->sb", flat.abs(), r)
@@ -173,7 +173,7 @@ def _unary_step(
     else:
         lines = info.relaxation.relax(b.lower, b.upper, alpha)
     c, dims = _compact(a)
-    if dims and not (_finite(lines.lb) and _finite(lines.ub)):
+    if dims and not all_finite(lines.lb, lines.ub):
         c, dims = a, ()
     pos = c.clamp(min=0)
     neg = c - pos
@@ -184,17 +184,13 @@ def _unary_step(
     lb, ub = lines.lb, lines.ub
     if dims:  # biases summed over the broadcast dimensions first (finite here)
         lb, ub = _sum_dims(lb, a, dims), _sum_dims(ub, a, dims)
-    if shared and a.dim() > 2 and _finite(lb) and _finite(ub):
+    if shared and a.dim() > 2 and all_finite(lb, ub):
         flat = c.shape[:2] + (-1,)
         bias = torch.einsum("sbn,bn->sb", pos.reshape(flat), lb.flatten(1))
         bias = bias + torch.einsum("sbn,bn->sb", neg.reshape(flat), ub.flatten(1))
         return new_a, bias
     bias = _flat_sum(_mul_guarded(pos, lb) + _mul_guarded(neg, ub))
     return new_a, bias
-
-
-def _finite(t: Tensor) -> bool:
-    return bool(torch.isfinite(t).all())
 
 
 def _product_step(

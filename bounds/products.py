@@ -27,17 +27,13 @@ from torch import Tensor
 
 from .ops.backward import sum_to
 from .relax.bilinear import MUL_N_ALPHA, mul_interval, relax_mul
-from .types import Bounds, BoundsError
+from .types import Bounds, BoundsError, all_finite
 
 Shape = tuple[int, ...]
 
 
 def _flat_sum(t: Tensor) -> Tensor:
     return t.flatten(2).sum(-1) if t.dim() > 2 else t
-
-
-def _all_finite(*ts: Tensor) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in ts)
 
 
 def _weights(alpha: Tensor) -> tuple[Tensor, Tensor]:
@@ -53,7 +49,7 @@ def _weights(alpha: Tensor) -> tuple[Tensor, Tensor]:
 
 def _guarded(a: Tensor, b: Tensor) -> Tensor:
     """``a * b`` with ``0 * inf = 0``."""
-    if bool(torch.isfinite(b).all()):
+    if all_finite(b):
         return a * b
     return torch.where(a == 0, torch.zeros((), dtype=a.dtype, device=a.device), a * b)
 
@@ -76,7 +72,7 @@ def mul_step(
     """
     xl, xu, yl, yu = x.lower, x.upper, y.lower, y.upper
     pos, neg = a.clamp(min=0), a.clamp(max=0)
-    if not _all_finite(xl, xu, yl, yu):
+    if not all_finite(xl, xu, yl, yu):
         p = relax_mul(xl, xu, yl, yu, alpha)
         ax = sum_to(pos * p.lx + neg * p.ux, xshape)
         ay = sum_to(pos * p.ly + neg * p.uy, yshape)
@@ -156,7 +152,7 @@ def matmul_step(
     rank = a.dim() - 2
     xl, xu = (_full_rank(t, rank) for t in (x.lower, x.upper))
     yl, yu = (_full_rank(t, rank) for t in (y.lower, y.upper))
-    if not _all_finite(xl, xu, yl, yu):
+    if not all_finite(xl, xu, yl, yu):
         return _matmul_elementwise(a, Bounds(xl, xu), Bounds(yl, yu), alpha, xshape, yshape)
     pos, neg = a.clamp(min=0), a.clamp(max=0)
     if alpha is None:

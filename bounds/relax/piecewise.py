@@ -26,8 +26,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..types import all_finite
 from .base import Lines, UnaryRelaxation
-from .common import INF, chord, clamp_point, finish, finite_width, prepare, safe
+from .common import (
+    INF,
+    chord,
+    clamp_point,
+    finish,
+    finite_width,
+    params_shape,
+    prepare,
+    safe,
+)
 
 Pair = tuple[Tensor, Tensor]
 
@@ -69,7 +79,7 @@ def _leaky_relax(a: float) -> Callable[[Tensor, Tensor, Tensor | None], Lines]:
     def relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
         if alpha is None:
             alpha = _leaky_init(l, u, a)
-        if convex and bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all()):
+        if convex and all_finite(l, u):
             return _leaky_finite(a, fn, l, u, alpha)
         l, u, rows = prepare(l, u, alpha, 1)
         s = rows[0].clamp(min(a, 1.0), max(a, 1.0))
@@ -94,9 +104,7 @@ def _leaky_finite(
     """The lines of :func:`_leaky_relax` for finite bounds and ``a <= 1`` (the common case in
     every bound pass, a third of the operations): lower ``s*x``, upper the chord where the
     interval crosses 0, the exact line elsewhere."""
-    shape = (
-        l.shape if alpha.shape[1:] == l.shape else torch.broadcast_shapes(l.shape, alpha.shape[1:])
-    )
+    shape = params_shape(l.shape, alpha.shape[1:])
     s = torch.nan_to_num(alpha[0].to(l.dtype)).clamp(a, 1.0)
     cross = _crossing(l, u)
     fl, fu = fn(l), fn(u)

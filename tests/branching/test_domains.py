@@ -124,8 +124,9 @@ def test_bbps_refinement_matches_the_exact_scores(
 ) -> None:
     """Above ``EXACT_ELEMENTS`` the corner estimate ranks and the best are concretised
     exactly: refining every neuron gives the exact scores, refining a few keeps the best
-    score of each domain exact."""
+    score of each domain exact (to float32 rounding: refinement ranks in float32)."""
     inp = _heuristic_input(name)
+    tol = {"rtol": 2e-4, "atol": 1e-5}
     exact = heuristics.bbps_scores(inp)
     monkeypatch.setattr(heuristics, "EXACT_ELEMENTS", 0)
     monkeypatch.setattr(heuristics, "REFINE", 10**6)
@@ -136,10 +137,10 @@ def test_bbps_refinement_matches_the_exact_scores(
         e, a, f = exact[n.name], everything[n.name], few[n.name]
         finite = torch.isfinite(e)
         assert torch.equal(finite, torch.isfinite(a)) and torch.equal(finite, torch.isfinite(f))
-        torch.testing.assert_close(a[finite], e[finite], rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(a[finite], e[finite], **tol)
         if int(finite.sum()) >= 2:
             best = f.max(1)
-            torch.testing.assert_close(best.values, e.gather(1, best.indices[:, None])[:, 0])
+            torch.testing.assert_close(best.values, e.gather(1, best.indices[:, None])[:, 0], **tol)
             # an unrefined neuron never outranks the refined ones (ties aside)
             second = f.topk(2, dim=1).values[:, 1:]
             assert bool((f <= best.values[:, None]).all()) and bool(torch.isfinite(second).all())
