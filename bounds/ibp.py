@@ -40,6 +40,11 @@ def _affine_interval(bg: BoundGraph, info: NodeInfo, ins: list[Bounds | None]) -
         return Bounds(lo, hi)
     # weighted: centre/radius with |W| and no bias for the radius
     mid = bg.forward_node(node, [(b.lower + b.upper) / 2 if b else None for b in ins], like)
+    if node.op == "Linear" and info.perturbed_slots == (0,):  # the common case, no bias
+        b = ins[0]
+        assert b is not None
+        rad = ((b.upper - b.lower) / 2) @ bg.abs_const(node.inputs[1], like)
+        return Bounds(mid - rad, mid + rad)
     args: list[Tensor] = []
     for slot, name in enumerate(node.inputs):
         b = ins[slot]

@@ -122,6 +122,16 @@ class BoundGraph:
             self._const_cache[key] = t
         return t
 
+    def abs_const(self, name: str, like: Tensor) -> Tensor:
+        """``|const(name)|``, cached like :meth:`const` (every interval pass of a weighted
+        node needs it)."""
+        key = ("|" + name + "|", like.device, like.dtype)
+        t = self._const_cache.get(key)
+        if t is None:
+            t = self.const(name, like).abs()
+            self._const_cache[key] = t
+        return t
+
     def forward_node(self, node: Node, values: Sequence[Tensor | None], like: Tensor) -> Tensor:
         """Apply ``node`` to batched perturbed ``values`` (None for constant slots)."""
         args = [
