@@ -61,7 +61,7 @@ class BabConfig:
 
     split: str = "auto"
     heuristic: str = "bbps"
-    input_heuristic: str = "widest"
+    input_heuristic: str = "mixed"
     points: str = "table"
     batch_size: int = 64
     input_batch_size: int = 512

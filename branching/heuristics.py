@@ -364,10 +364,25 @@ def widest_scores(A: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     return (upper - lower).flatten(1).clone()
 
 
+def mixed_scores(A: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """Input splitting: gradient × width and width, each scaled to 1 at the box's best.
+
+    Gradient × width alone follows the final bound's linear coefficients and can starve a
+    dimension whose coefficient is small but whose width keeps intermediate neurons
+    unstable; width alone ignores the objective."""
+    sens = sensitivity_scores(A, lower, upper)
+    width = (upper - lower).flatten(1)
+    tiny = torch.finfo(sens.dtype).tiny
+    return sens / sens.amax(1, keepdim=True).clamp(min=tiny) + width / width.amax(
+        1, keepdim=True
+    ).clamp(min=tiny)
+
+
 InputHeuristic = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 #: name -> input-splitting score (``"sensitivity"``: gradient × width, ``"widest"``).
 INPUT_HEURISTICS: dict[str, InputHeuristic] = {
+    "mixed": mixed_scores,
     "sensitivity": sensitivity_scores,
     "widest": widest_scores,
 }

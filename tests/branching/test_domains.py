@@ -153,3 +153,22 @@ def test_filter_mix_is_validated() -> None:
     assert BabConfig(filter_mix="").filter_mix == ""
     with pytest.raises(ValueError, match="filter_mix"):
         BabConfig(filter_mix="nope")
+
+
+def test_mixed_input_scores_weigh_coefficients_and_width() -> None:
+    """``mixed``: each term is 1 at the box's best; a dimension the linear bound ignores
+    still ranks by width (the gradient-only score would never split it)."""
+    from branching.heuristics import INPUT_HEURISTICS
+
+    lo = torch.zeros(2, 4, dtype=torch.float64)
+    hi = torch.tensor([[1.0, 4.0, 2.0, 0.0], [1.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    A = torch.tensor([[[3.0, 0.0, 0.5, 9.0], [0.0, 0.0, 0.0, 0.0]]], dtype=torch.float64)
+    sc = INPUT_HEURISTICS["mixed"](A, lo, hi)
+    sens = INPUT_HEURISTICS["sensitivity"](A, lo, hi)
+    wide = INPUT_HEURISTICS["widest"](A, lo, hi)
+    assert sc.shape == (2, 4) and bool(torch.isfinite(sc).all())
+    # box 0: |A|*w = [3, 0, 1, 0] and w = [1, 4, 2, 0] -> 1 + 0.25, 0 + 1, 1/3 + 0.5, 0
+    torch.testing.assert_close(sc[0], torch.tensor([1.25, 1.0, 1 / 3 + 0.5, 0.0]).double())
+    assert int(sc[0].argmax()) == 0 and int(sens[0].argmax()) == 0 and int(wide[0].argmax()) == 1
+    # box 1: no coefficient at all -> the width term alone, no NaN from 0/0
+    torch.testing.assert_close(sc[1], torch.ones(4, dtype=torch.float64))
