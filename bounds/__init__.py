@@ -2,6 +2,7 @@
 
 from .alpha import AlphaConfig
 from .api import Method, SpecBounds, compute_bounds, compute_bounds_ball
+from .deadline import Deadline
 from .network import BoundGraph
 from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, BoundsError, LinearBounds
 
@@ -12,6 +13,7 @@ __all__ = [
     "BoundGraph",
     "Bounds",
     "BoundsError",
+    "Deadline",
     "LinearBounds",
     "Method",
     "SpecBounds",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -33,6 +32,7 @@ from .crown import (
     is_crown_refined,
     selector_rows,
 )
+from .deadline import Deadline
 from .ibp import node_interval
 from .network import BoundGraph
 from .products import matmul_shapes, product_alpha_init
@@ -50,7 +50,6 @@ class AlphaConfig:
     lr: float = 0.1
     lr_decay: float = 0.98
     patience: int = 8
-    time_limit: float | None = None
     intermediate: bool = True
     intermediate_budget: int = 1 << 22
 
@@ -190,6 +189,7 @@ def optimize_output_bound(
     thresholds: Tensor | None = None,
     config: AlphaConfig | None = None,
     initial: Tensor | None = None,
+    deadline: Deadline | None = None,
 ) -> Tensor:
     """Best lower bound of ``A0 · output`` over the iterations, ``[S, B]``.
 
@@ -197,7 +197,9 @@ def optimize_output_bound(
     optimised); arguments as for :func:`optimize_bounds`.
     """
     config = replace(config or AlphaConfig(), intermediate=False)
-    res = optimize_bounds(bg, A0, bounds, thresholds=thresholds, config=config, initial=initial)
+    res = optimize_bounds(
+        bg, A0, bounds, thresholds=thresholds, config=config, initial=initial, deadline=deadline
+    )
     return res.lower
 
 
@@ -360,6 +362,7 @@ def optimize_bounds(
     config: AlphaConfig | None = None,
     initial: Tensor | None = None,
     max_elements: int = CROWN_MAX_ELEMENTS,
+    deadline: Deadline | None = None,
 ) -> AlphaResult:
     """alpha-CROWN with intermediate-layer parameters (see the module docstring).
 
@@ -372,12 +375,13 @@ def optimize_bounds(
             only the output bound's relaxations are optimised and the intervals stay.
         initial: a known sound bound (e.g. CROWN's) to start "best" from.
         max_elements: nodes CROWN refined (see :func:`bounds.crown.crown_bounds`).
+        deadline: the time budget (None: no limit); once it has expired no further Adam
+            step is taken and the best bound so far is returned.
 
     Returns:
         :class:`AlphaResult`; its intervals are the element-wise tightest seen.
     """
     config = config or AlphaConfig()
-    t0 = time.monotonic()
     starts = {}
     if config.intermediate and config.iterations > 0:
         starts = _intermediate_starts(bg, bounds, config.intermediate_budget, max_elements)
@@ -422,7 +426,7 @@ def optimize_bounds(
         stale = 0 if improved else stale + 1
         if stale >= config.patience:
             break
-        if config.time_limit is not None and time.monotonic() - t0 > config.time_limit:
+        if deadline is not None and deadline.expired():
             break
         loss = -(lb * active).sum()
         opt.zero_grad(set_to_none=True)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import enum
 import math
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,6 +21,7 @@ from .crown import (
     concretize_box,
     crown_bounds,
 )
+from .deadline import Deadline
 from .ibp import ibp
 from .network import BoundGraph, bound_graph
 from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, BoundsError, LinearBounds
@@ -83,7 +83,7 @@ def compute_bounds(
     known: Mapping[str, Bounds] | None = None,
     return_A: bool = False,
     crown_max_elements: int = CROWN_MAX_ELEMENTS,
-    time_limit: float | None = None,
+    deadline: Deadline | None = None,
     _input_set: Bounds | None = None,
 ) -> SpecBounds:
     """Sound bounds of ``C·y`` for ``y = graph(x)``, ``x`` in ``[lower, upper]``.
@@ -99,14 +99,14 @@ def compute_bounds(
         known: fixed intermediate bounds (branch-and-bound).
         return_A: also return CROWN linear coefficients (see :class:`SpecBounds`).
         crown_max_elements: intermediate nodes larger than this keep IBP bounds.
-        time_limit: seconds for the whole call. Intermediate nodes reached after it
-            keep IBP bounds and alpha-CROWN stops iterating; the result stays sound.
+        deadline: the time budget of the whole call (None: no limit). Intermediate
+            nodes reached after it expires keep IBP bounds and alpha-CROWN stops
+            iterating; the result stays sound.
 
     Returns:
         :class:`SpecBounds` with ``[B, S]`` tensors.
     """
     method = Method(method)
-    stop_at = None if time_limit is None else time.monotonic() + max(0.0, time_limit)
     bg = bound_graph(graph)
     if tuple(lower.shape[1:]) != bg.input_shape or lower.shape != upper.shape:
         raise BoundsError(
@@ -130,7 +130,7 @@ def compute_bounds(
                 box,
                 known=known,
                 max_elements=crown_max_elements,
-                stop_at=stop_at,
+                deadline=deadline,
                 relax_cache=cache,
             )
         out_ibp = concretize_box(A0, inter[bg.output_name])
@@ -157,17 +157,13 @@ def compute_bounds(
             thr = thresholds.T.to(lb)
             if bound_upper:
                 thr = torch.cat([thr, torch.full_like(thr, float("inf"))])
-        config = alpha or AlphaConfig()
-        if stop_at is not None:
-            left = max(0.0, stop_at - time.monotonic())
-            limit = left if config.time_limit is None else min(config.time_limit, left)
-            config = replace(config, time_limit=limit)
         res_alpha = optimize_bounds(
             bg,
             A0,
             inter,
             thresholds=thr,
-            config=config,
+            config=alpha or AlphaConfig(),
+            deadline=deadline,
             initial=lb,
             max_elements=crown_max_elements,
         )

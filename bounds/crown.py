@@ -12,13 +12,13 @@ which walks the graph once, forward, refining IBP bounds by CROWN.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .deadline import Deadline
 from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
 from .products import matmul_step, mul_step
@@ -386,7 +386,7 @@ def crown_bounds(
     known: Mapping[str, Bounds] | None = None,
     use_crown: bool = True,
     max_elements: int = CROWN_MAX_ELEMENTS,
-    stop_at: float | None = None,
+    deadline: Deadline | None = None,
     relax_cache: RelaxationCache | None = None,
 ) -> dict[str, Bounds]:
     """Intervals of all perturbed nodes: IBP, refined by CROWN where relaxations need them.
@@ -399,8 +399,8 @@ def crown_bounds(
         max_elements: nodes with more elements keep their IBP bounds (one CROWN
             row per element would cost more than it tightens; e.g. the pairwise
             differences inside a decomposed softmax).
-        stop_at: a ``time.monotonic()`` deadline; nodes reached after it keep their
-            IBP bounds (sound, looser), so a time budget is never overrun by much.
+        deadline: the time budget (None: no limit); nodes reached after it expires keep
+            their IBP bounds (sound, looser), so a time budget is never overrun by much.
         relax_cache: relaxation lines to share with later calls (a fresh one if None).
     """
     known = known or {}
@@ -413,12 +413,13 @@ def crown_bounds(
         if name in known:
             b = b.intersect(known[name])
         bounds[name] = b
-        if stop_at is not None and use_crown and time.monotonic() > stop_at:
-            use_crown = False
         if use_crown and name in need and is_crown_refined(bg, name, max_elements):
             rows = shaping_elements(bg, name, b) if sparse else None
             if rows is not None and rows.numel() == 0:
                 continue  # every consumer is exact on the interval pass's interval
+            if deadline is not None and deadline.expired():
+                use_crown = False  # this node and every later one keep their IBP bounds
+                continue
             refined = node_bounds(bg, name, bounds, relax_cache=cache, rows=rows)
             bounds[name] = b.intersect(refined)
     return bounds

@@ -562,7 +562,7 @@ class _Search:
             method="crown",
             bound_upper=False,
             return_A=True,
-            time_limit=self.deadline.remaining() if self.deadline.limited else None,
+            deadline=self.deadline,
         )
         assert res.linear is not None
         return res.lower, res.linear.lA

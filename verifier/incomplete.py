@@ -89,10 +89,13 @@ def bound_group(
     method: str,
     cfg: BoundsConfig,
     device: str,
-    time_limit: float | None,
+    deadline: Deadline | None,
     keep: dict | None = None,
 ) -> np.ndarray:
     """Lower bounds ``[S]`` of the group's rows with ``method``.
+
+    ``deadline`` (None: no limit) is the time budget of this computation: nodes reached
+    after it expires keep IBP bounds and alpha-CROWN stops iterating (still sound).
 
     ``keep``, when given, receives ``"intermediate"``: the node intervals (batch 1) the
     bounds were computed with, for branch-and-bound to start from.
@@ -106,7 +109,6 @@ def bound_group(
     alpha = AlphaConfig(
         iterations=cfg.alpha_iterations,
         lr=cfg.alpha_lr,
-        time_limit=time_limit,
         intermediate=cfg.alpha_intermediate,
     )
     res = compute_bounds(
@@ -119,7 +121,7 @@ def bound_group(
         bound_upper=False,
         alpha=alpha,
         crown_max_elements=cfg.crown_max_elements,
-        time_limit=time_limit,
+        deadline=deadline,
     )
     if keep is not None:
         keep["intermediate"] = res.intermediate
@@ -179,8 +181,8 @@ def run_incomplete(
             g = groups[gi]
             rows = stack_rows(g.constraints)
             keep: dict = {}
-            limit = time_share * deadline.remaining()
-            lb = bound_group(bg, g.lower, g.upper, rows, method, cfg, device, limit, keep)
+            budget = deadline.child(time_share)
+            lb = bound_group(bg, g.lower, g.upper, rows, method, cfg, device, budget, keep)
             if gi in kept:
                 lb = np.maximum(lb, kept[gi].lower)
             if gi not in margins:

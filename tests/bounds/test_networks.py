@@ -16,6 +16,7 @@ import torch
 
 from bounds import AlphaConfig, BoundGraph, compute_bounds
 from bounds.crown import _affine_step, linear_bounds
+from bounds.deadline import Deadline
 from models import evaluate, load_onnx
 from models.zoo import ZOO, zoo_model_path, zoo_spec_path
 from tests.shared_data import parametrize_shared
@@ -143,24 +144,25 @@ def test_linear_bounds_of_split_nodes_hold(name: str) -> None:
     assert torch.all(lo <= ys + TOL)
 
 
-def test_zero_time_limit_falls_back_to_ibp_intervals_soundly() -> None:
-    """Past its time limit, compute_bounds stops refining (IBP intervals), still sound."""
+def test_expired_deadline_falls_back_to_ibp_intervals_soundly() -> None:
+    """Past its deadline, compute_bounds stops refining (IBP intervals), still sound."""
     graph = load_onnx(zoo_model_path("vit"))
     bg = BoundGraph(graph)
     lower, upper, C, _ = _box_and_rows(bg, zoo_spec_path("vit"))
     _, vals = _samples(graph, lower, upper, C, 500)
     ibp = compute_bounds(bg, lower, upper, C, method="ibp")
     full = compute_bounds(bg, lower, upper, C, method="crown")
+    expired = Deadline.after(0.0, clock=lambda: 0.0)
     for method in ("crown", "alpha-crown"):
         cut = compute_bounds(
-            bg, lower, upper, C, method=method, time_limit=0.0, alpha=AlphaConfig(iterations=2)
+            bg, lower, upper, C, method=method, deadline=expired, alpha=AlphaConfig(iterations=2)
         )
         for name, b in cut.intermediate.items():
             ref = ibp.intermediate[name]
             if method == "crown":
                 torch.testing.assert_close(b.lower, ref.lower, rtol=0, atol=0)
                 torch.testing.assert_close(b.upper, ref.upper, rtol=0, atol=0)
-            else:  # alpha-CROWN runs one iteration before it checks the clock
+            else:  # alpha-CROWN runs one bound pass before it checks the deadline
                 assert torch.all(b.lower >= ref.lower) and torch.all(b.upper <= ref.upper)
         assert torch.all(vals >= cut.lower - TOL) and torch.all(vals <= cut.upper + TOL)
         if method == "crown":
