@@ -1,4 +1,5 @@
-"""``verify bench``: results.csv, resume, scoring, reports; the Ray backend (local, 2 CPUs)."""
+"""``verify bench``: results.csv, resume, scoring, reports; the Ray backend (local, 2 CPUs);
+the development options (timeout cap, row slices, spread samples, threads per job)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import pytest
 from tests.verifier.linear_model import spec_text, write_model
 from verifier import cli
 from verifier.bench import BenchOptions, read_results, run_bench
-from verifier.bench.instances import Expected, read_instances
-from verifier.bench.runner import Row, RunSpec, run_one
-from verifier.bench.scoring import CORRECT, WRONG, score_rows
+from verifier.bench.cli import _Progress
+from verifier.bench.instances import Expected, parse_rows, read_instances, select_rows
+from verifier.bench.runner import Row, RunSpec, _child_env, _last_json, _row, run_one
+from verifier.bench.scoring import CORRECT, WRONG, outcomes, score_rows
+from verifier.config import InputError
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +158,131 @@ def test_ray_backend_matches_pool_and_survives_a_dead_worker(
     assert results(ray_out / "results.csv") == results(pool_out / "results.csv")
     assert len(rows) == 2 and all(r.result == "error" for r in rows)
     assert all(r.stop_reason.startswith("worker died") for r in rows)
+
+
+def test_rows_slice_every_and_limit_select_rows(folder: Path) -> None:
+    assert parse_rows("0:20") == slice(0, 20)
+    assert parse_rows(":3") == slice(None, 3) and parse_rows("5:") == slice(5, None)
+    assert parse_rows("2") == slice(2, 3) and parse_rows("-1") == slice(-1, None)
+    with pytest.raises(InputError, match="--rows"):
+        parse_rows("a:b")
+    rows = list(range(10))
+    assert select_rows(rows, slice(1, 9), every=3) == [1, 4, 7]
+    assert select_rows(rows, slice(1, 9), every=3, limit=2) == [1, 4]
+    assert select_rows(rows, None, every=1, limit=None) == rows
+    inst = read_instances(folder)[1]
+    assert RunSpec(timeout_scale=0.5, timeout_cap=7).timeout_for(inst) == 7
+    assert RunSpec(timeout_scale=0.05, timeout_cap=7).timeout_for(inst) == pytest.approx(3)
+
+
+def test_parallel_jobs_run_one_thread_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert _child_env(BenchOptions(jobs=2).run_spec())["OMP_NUM_THREADS"] == "1"
+    assert _child_env(BenchOptions(jobs=1).run_spec())["OMP_NUM_THREADS"] == "4"
+    assert _child_env(BenchOptions(jobs=2, threads=3).run_spec())["OMP_NUM_THREADS"] == "3"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert _child_env(BenchOptions(jobs=1).run_spec())["OMP_NUM_THREADS"] == "1"
+
+
+def test_row_carries_engine_stop_domains_and_timeout(folder: Path) -> None:
+    inst = read_instances(folder)[0]
+    data = _last_json('noise\n{"status": "unsat", "stop": "proved", "stats": {"bab_domains": 42}}')
+    row = _row(inst, "unsat\n", 0, "", 1.25, 3.0, data)
+    assert (row.result, row.stop_reason, row.engine_stop, row.domains) == (
+        "unsat",
+        "answered",
+        "proved",
+        42,
+    )
+    assert row.timeout == 3.0
+    assert _last_json("unsat\n") == {} and _last_json("") == {}
+    killed = _row(inst, "", None, "", 13.0, 3.0)
+    assert (killed.result, killed.engine_stop, killed.domains) == ("timeout", "", 0)
+    progress = _Progress([folder])
+    progress.total = 2
+    progress.add(row)
+    line = progress.row_line(row)
+    for part in ("lin.onnx sat.vnnlib: unsat (proved) 1.2 s", "expected sat", "ref. sat 1.5 s"):
+        assert part in line
+    assert "domains 42" in line and line.endswith("remaining 1") and "WRONG" in line
+
+
+def test_outcomes_count_answers_reference_and_overrun() -> None:
+    exp = {
+        ("b", "m", "1"): Expected("sat", "", "sat", 2.0),
+        ("b", "m", "2"): Expected("unsat", "", "unsat", 3.0),
+    }
+    rows = [
+        Row("b", "m", "1", "timeout", 5.5, "engine timeout", 5.0),
+        Row("b", "m", "2", "sat", 1.0, "answered", 5.0),
+        Row("b", "m", "3", "error", 0.5, "exit code 1"),
+    ]
+    o = outcomes(score_rows(rows, exp, lambda row: (True, "ok")), "b")
+    assert (o.instances, o.sat, o.unsat, o.unknown, o.timeout, o.other, o.wrong) == (
+        3,
+        1,
+        0,
+        0,
+        1,
+        1,
+        1,
+    )
+    assert (o.ref_sat, o.ref_unsat) == (1, 1)
+    assert o.seconds == pytest.approx(7.0) and o.max_overrun == pytest.approx(0.5)
+
+
+def test_cap_rows_every_and_set_reach_every_instance(folder: Path, tmp_path: Path) -> None:
+    """``--cap 3 --rows 1: --set ...``: only the second row, run with a 3 s budget; its
+    engine stop reason and domain count reach results.csv and the report; the wrong
+    expected answer gives exit status 1."""
+    out = tmp_path / "out"
+    buf = io.StringIO()
+    args = ["bench", str(folder), "--cap", "3", "--rows", "1:", "--every", "1", "--jobs", "2"]
+    with contextlib.redirect_stdout(buf):
+        code = cli.main([*args, "--out", str(out), *SETTINGS])
+    assert code == 1
+    (row,) = read_results(out / "results.csv")
+    assert (row.vnnlib, row.result, row.timeout) == ("vnnlib/safe2.vnnlib", "unsat", 3.0)
+    assert row.engine_stop and row.domains >= 0
+    header = (out / "results.csv").read_text().splitlines()[0]
+    assert header.endswith("stop_reason,timeout,engine_stop,domains")
+    report = (out / "report.md").read_text()
+    assert "(timeouts capped at 3 s)" in report.splitlines()[0]
+    assert f"| unsat | wrong | -150 | {row.time:.2f} | answered | unsat | 0.50 | 3 | " in report
+    assert "| lin_2026 | 1 | 0 | 1 | 0 | 0 | 0 | 1 |" in report  # answers table
+    assert "## Answers" in buf.getvalue()
+    # a bad --set value is refused before anything runs
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["bench", str(folder), "--out", str(out), "--set", "nokey"]) == 2
+        assert cli.main(["bench", str(folder), "--out", str(out), "--cap", "0"]) == 2
+        assert cli.main(["bench", str(folder), "--out", str(out), "--every", "0"]) == 2
+
+
+def test_resume_upgrades_an_old_results_header(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    old = "benchmark,onnx,vnnlib,result,time,stop_reason\n" + "".join(
+        f"lin_2026,onnx/lin.onnx,vnnlib/{n}.vnnlib,unsat,1.0,answered\n" for n in ("sat", "safe2")
+    )
+    (out / "results.csv").write_text(old)
+    outcome = run_bench([folder], BenchOptions(out=out, resume=True))
+    assert outcome.skipped == 2
+    lines = (out / "results.csv").read_text().splitlines()
+    assert lines[0] == ",".join(Row.FIELDS) and len(lines) == 3
+    assert [
+        (r.result, r.timeout, r.engine_stop, r.domains) for r in read_results(out / "results.csv")
+    ] == [("unsat", None, "", 0)] * 2
+
+
+def test_bench_on_a_shared_row_with_a_cap(benchmarks_dir: Path, tmp_path: Path) -> None:
+    """One ACAS Xu row at a 2 s cap: the reference columns of expected.csv reach the report."""
+    out = tmp_path / "out"
+    folder = benchmarks_dir / "acasxu_2023"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(["bench", str(folder), "--cap", "2", "--rows", "0:1", "--out", str(out)])
+    assert code == 0
+    (row,) = read_results(out / "results.csv")
+    assert row.timeout == 2.0 and row.result in ("unsat", "timeout", "unknown")
+    assert row.engine_stop in ("proved", "timeout", "incomplete", "max_domains", "max_depth")
+    report = (out / "report.md").read_text()
+    assert "| acasxu_2023 | 1 | " in report and "| unsat | 8.19 | 2 | " in report

@@ -73,6 +73,28 @@ def test_prepare_caches_and_run_uses_the_cache(tmp_path: Path) -> None:
         prepare_instance(tmp_path / "missing.onnx", spec, cache)
 
 
+def test_run_with_json_prints_the_stop_reason_and_stats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m verifier.vnncomp run ... --json``: one JSON line (what ``verify bench``
+    reads for the stop reason and the domain count); the results file is unchanged."""
+    import json
+
+    from verifier.vnncomp.__main__ import main
+
+    model = write_model(tmp_path / "lin.onnx")
+    spec = tmp_path / "safe.vnnlib"
+    spec.write_text(spec_text(hi=0.5))
+    out = tmp_path / "res.txt"
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert main([*cache, "run", "test", str(model), str(spec), str(out), "5", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert data["status"] == "unsat" and data["stop"] and isinstance(data["stats"], dict)
+    assert out.read_text() == "unsat\n"
+    assert main([*cache, "run", "test", str(model), str(spec), str(out), "5"]) == 0
+    assert capsys.readouterr().out.strip() == "unsat"
+
+
 def test_run_instance_bad_input_writes_unknown(tmp_path: Path) -> None:
     model = write_model(tmp_path / "lin.onnx")
     spec = tmp_path / "bad.vnnlib"

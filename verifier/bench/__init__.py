@@ -6,6 +6,10 @@
 ``out/results.csv`` gets one row per instance as soon as it finishes (``--resume`` skips the
 instances already there), ``out/witnesses/`` the results files of ``sat`` answers, and
 ``out/report.md``, ``out/report.html`` and ``out/cactus.png`` the scored report.
+
+A quick development run over shared rows: ``BenchOptions(timeout_cap=60, rows=slice(0, 20),
+every=2, jobs=2)`` (timeouts capped at 60 s, rows 0, 2, ..., 18, two at a time with one
+thread each).
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from verifier.bench.instances import Expected, Instance, read_expected, read_instances
+from verifier.bench.instances import (
+    Expected,
+    Instance,
+    read_expected,
+    read_instances,
+    select_rows,
+)
 from verifier.bench.report import ReportFiles, write_reports
 from verifier.bench.runner import InstanceRun, Row, RunSpec, run_instances
 from verifier.bench.scoring import Scored, score_rows
@@ -41,9 +51,14 @@ class BenchOptions:
 
     Attributes:
         out: output directory; timeout_scale: multiplies every instance's timeout.
+        timeout_cap: upper limit of every (scaled) timeout in seconds (None: no cap).
         jobs: instances run at once; backend: ``pool`` or ``ray``; address: Ray cluster.
         resume: skip instances already in ``out/results.csv``.
-        limit: run only the first ``limit`` instances of each folder (None: all).
+        limit: run only the first ``limit`` selected instances of each folder (None: all).
+        rows: the slice of each folder's instances.csv rows to run (None: all).
+        every: run every ``every``-th row of the slice (a spread sample).
+        threads: ``OMP_NUM_THREADS`` of every instance (None: 1 when ``jobs`` > 1, else
+            the caller's ``OMP_NUM_THREADS``, else 1).
         settings: ``--set``/``--config`` arguments forwarded to every instance run.
     """
 
@@ -55,6 +70,20 @@ class BenchOptions:
     resume: bool = False
     limit: int | None = None
     settings: tuple[str, ...] = ()
+    timeout_cap: float | None = None
+    rows: slice | None = None
+    every: int = 1
+    threads: int | None = None
+
+    def run_spec(self) -> RunSpec:
+        """How each instance is run (one thread per instance when jobs run in parallel)."""
+        threads = self.threads if self.threads is not None else (1 if self.jobs > 1 else None)
+        return RunSpec(
+            timeout_scale=self.timeout_scale,
+            timeout_cap=self.timeout_cap,
+            settings=self.settings,
+            threads=threads,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +96,19 @@ class BenchOutcome:
     skipped: int = 0
 
 
+def _float_or_none(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
 def read_results(path: Path) -> list[Row]:
-    """The rows of a results.csv (empty when the file does not exist)."""
+    """The rows of a results.csv (empty when the file does not exist).
+
+    Files written before the ``timeout``, ``engine_stop`` and ``domains`` columns existed
+    read with those left empty (None, ``""``, 0).
+    """
     if not path.is_file():
         return []
     with path.open(newline="") as fh:
@@ -80,6 +120,9 @@ def read_results(path: Path) -> list[Row]:
                 r["result"],
                 float(r["time"]),
                 r["stop_reason"],
+                _float_or_none(r.get("timeout")),
+                r.get("engine_stop") or "",
+                int(_float_or_none(r.get("domains")) or 0),
             )
             for r in csv.DictReader(fh)
         ]
@@ -90,33 +133,45 @@ def _witness_path(out: Path, key: tuple[str, str, str]) -> Path:
     return out / "witnesses" / f"{key[0]}-{digest}.txt"
 
 
+def _header(path: Path) -> list[str]:
+    with path.open(newline="") as fh:
+        return next(csv.reader(fh), [])
+
+
 class _ResultsWriter:
-    """Appends rows to results.csv (header once), flushing after each row."""
+    """Appends rows to results.csv (header once), flushing after each row.
+
+    A file with an older header (fewer columns) is rewritten with the current one first.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         new = not path.is_file() or path.stat().st_size == 0
+        old_rows = [] if new or _header(path) == list(Row.FIELDS) else read_results(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = path.open("a", newline="")
+        self._fh = path.open("w" if old_rows else "a", newline="")
         self._writer = csv.writer(self._fh)
-        if new:
+        if new or old_rows:
             self._writer.writerow(Row.FIELDS)
+            for row in old_rows:
+                self.write(row)
             self._fh.flush()
 
     def write(self, row: Row) -> None:
-        self._writer.writerow([getattr(row, f) for f in Row.FIELDS])
+        values = (getattr(row, f) for f in Row.FIELDS)
+        self._writer.writerow(["" if v is None else v for v in values])
         self._fh.flush()
 
     def close(self) -> None:
         self._fh.close()
 
 
-def _select(folders: Sequence[Path], limit: int | None) -> tuple[list[Instance], dict]:
+def _select(folders: Sequence[Path], options: BenchOptions) -> tuple[list[Instance], dict]:
     instances: list[Instance] = []
     expected: dict[tuple[str, str, str], Expected] = {}
     for folder in folders:
         rows = read_instances(folder)
-        instances += rows[:limit] if limit is not None else rows
+        instances += select_rows(rows, options.rows, options.every, options.limit)
         for (onnx, spec), exp in read_expected(folder).items():
             expected[(Path(folder).name, onnx, spec)] = exp
     names = [Path(f).name for f in folders]
@@ -159,7 +214,11 @@ def run_bench(
     """
     folders = [Path(f) for f in folders]
     by_name = {f.name: f for f in folders}
-    instances, expected = _select(folders, options.limit)
+    if options.every < 1:
+        raise InputError("every must be at least 1")
+    if options.timeout_cap is not None and not options.timeout_cap > 0:
+        raise InputError("the timeout cap must be > 0")
+    instances, expected = _select(folders, options)
     results_csv = options.out / "results.csv"
     if not options.resume and results_csv.exists():
         results_csv.unlink()
@@ -178,7 +237,7 @@ def run_bench(
         if on_row is not None:
             on_row(run.row)
 
-    spec = RunSpec(timeout_scale=options.timeout_scale, settings=options.settings)
+    spec = options.run_spec()
     try:
         run_instances(
             todo,
@@ -197,5 +256,7 @@ def run_bench(
     title = "nlverify on " + ", ".join(f.name for f in folders)
     if options.timeout_scale != 1.0:
         title += f" (timeouts x{options.timeout_scale:g})"
+    if options.timeout_cap is not None:
+        title += f" (timeouts capped at {options.timeout_cap:g} s)"
     reports = write_reports(scored, options.out, title)
     return BenchOutcome(tuple(scored), reports, results_csv, skipped=len(instances) - len(todo))

@@ -1,8 +1,11 @@
-"""``verify bench FOLDER... [--timeout-scale K] [--jobs N] [--out DIR] [--resume]``.
+"""``verify bench FOLDER... [--timeout-scale K] [--cap S] [--rows A:B] [--every K]
+[--limit N] [--jobs N] [--threads N] [--out DIR] [--resume] [--set KEY=VALUE]...``.
 
-Shows a progress bar (rich, when installed; else one log line per instance) with solved /
-wrong / remaining and the ETA, then prints the report's totals and the report paths.
-Wrong answers are printed first, loudly.
+Prints one line per finished instance on stderr (answer, the engine's stop reason, time,
+expected answer, the reference's answer and time, branch-and-bound domains, solved /
+wrong / remaining), under a progress bar with the ETA when rich is installed; then the
+report's tables and paths on stdout. Wrong answers are printed loudly as they come and
+first in the report. Exit status 1 when any answer is wrong.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from verifier.bench import BenchOptions, Row, run_bench
-from verifier.bench.instances import read_expected
+from verifier.bench.instances import Expected, parse_rows, read_expected
 from verifier.bench.runner import BACKENDS
 from verifier.config import InputError
 
@@ -23,10 +26,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``verify bench`` (settings options are added by the CLI)."""
     parser.add_argument("folders", type=Path, nargs="+", help="VNN-COMP benchmark folder(s)")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply timeouts")
+    parser.add_argument(
+        "--cap", type=float, default=None, metavar="S", help="cap every (scaled) timeout at S s"
+    )
+    parser.add_argument(
+        "--rows", default=None, metavar="A:B", help="slice of each folder's rows, e.g. 0:20"
+    )
+    parser.add_argument(
+        "--every", type=int, default=1, metavar="K", help="every K-th row (a spread sample)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="instances at once (default 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="OMP_NUM_THREADS per instance (default 1 with --jobs > 1, else inherited or 1)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="output directory")
     parser.add_argument("--resume", action="store_true", help="skip rows in results.csv")
-    parser.add_argument("--limit", type=int, default=None, help="first N instances per folder")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="first N (selected) instances per folder"
+    )
     parser.add_argument("--backend", choices=tuple(BACKENDS), default="pool")
     parser.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
 
@@ -48,18 +69,23 @@ class _Progress:
     """Counts solved / wrong / remaining against the expected answers while rows arrive."""
 
     def __init__(self, folders: list[Path]) -> None:
-        self.expected: dict[tuple[str, str, str], str] = {}
+        self.known: dict[tuple[str, str, str], Expected] = {}
         for folder in folders:
             for (onnx, spec), exp in read_expected(folder).items():
-                self.expected[(folder.name, onnx, spec)] = exp.expected
+                self.known[(folder.name, onnx, spec)] = exp
+        self.expected = {key: exp.expected for key, exp in self.known.items()}
         self.solved = self.wrong = self.done = 0
         self.total = 0
 
+    def is_wrong(self, row: Row) -> bool:
+        """A decisive answer that contradicts a known one (the witness is checked later)."""
+        want = self.expected.get(row.key, "")
+        return row.result in ("sat", "unsat") and want in ("sat", "unsat") and want != row.result
+
     def add(self, row: Row) -> None:
         self.done += 1
-        want = self.expected.get(row.key, "")
         if row.result in ("sat", "unsat"):
-            if want in ("sat", "unsat") and want != row.result:
+            if self.is_wrong(row):
                 self.wrong += 1
             else:
                 self.solved += 1
@@ -67,11 +93,28 @@ class _Progress:
     def line(self) -> str:
         return f"solved {self.solved}  wrong {self.wrong}  remaining {self.total - self.done}"
 
+    def row_line(self, row: Row) -> str:
+        """One instance: answer (stop reason) time, expected, the reference, domains."""
+        exp = self.known.get(row.key)
+        stop = row.engine_stop or row.stop_reason
+        text = (
+            f"[{self.done}/{self.total}] {row.benchmark} {Path(row.onnx).name} "
+            f"{Path(row.vnnlib).name}: {row.result} ({stop}) {row.time:.1f} s"
+        )
+        if exp is not None:
+            ref_time = "" if exp.reference_time is None else f" {exp.reference_time:g} s"
+            text += (
+                f", expected {exp.expected or '?'}, ref. {exp.reference_result or '-'}{ref_time}"
+            )
+        text += f", domains {row.domains}"
+        return text + ("  WRONG" if self.is_wrong(row) else "") + f"  |  {self.line()}"
+
 
 def _with_progress(
     progress: _Progress, work: Callable[[Callable[[Row], None], Callable[[int], None]], Any]
 ) -> Any:
     try:
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     except ImportError:
         rich_progress = None
@@ -82,6 +125,7 @@ def _with_progress(
             TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.description}"),
             TimeRemainingColumn(),
+            console=Console(stderr=True),
             transient=False,
         )
     task = None
@@ -94,19 +138,15 @@ def _with_progress(
 
     def on_row(row: Row) -> None:
         progress.add(row)
-        if row.result in ("sat", "unsat") and progress.expected.get(row.key, row.result) not in (
-            row.result,
-            "unknown",
-        ):
+        if progress.is_wrong(row):
             print(f"WRONG ANSWER: {row.onnx} {row.vnnlib}: {row.result}", file=sys.stderr)
         if rich_progress is not None and task is not None:
+            rich_progress.console.print(
+                progress.row_line(row), markup=False, highlight=False, soft_wrap=True
+            )
             rich_progress.update(task, advance=1, description=progress.line())
         else:
-            print(
-                f"[{progress.done}/{progress.total}] {row.benchmark} {row.vnnlib}: "
-                f"{row.result} ({row.time:.1f} s)  {progress.line()}",
-                file=sys.stderr,
-            )
+            print(progress.row_line(row), file=sys.stderr, flush=True)
 
     if rich_progress is None:
         return work(on_row, on_start)
@@ -120,6 +160,12 @@ def run(args: argparse.Namespace, config: Any) -> int:
         raise InputError("--jobs must be at least 1")
     if not args.timeout_scale > 0:
         raise InputError("--timeout-scale must be > 0")
+    if args.cap is not None and not args.cap > 0:
+        raise InputError("--cap must be > 0")
+    if args.every < 1:
+        raise InputError("--every must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise InputError("--threads must be at least 1")
     options = BenchOptions(
         out=args.out,
         timeout_scale=args.timeout_scale,
@@ -129,6 +175,10 @@ def run(args: argparse.Namespace, config: Any) -> int:
         resume=args.resume,
         limit=args.limit,
         settings=settings_args(args),
+        timeout_cap=args.cap,
+        rows=None if args.rows is None else parse_rows(args.rows),
+        every=args.every,
+        threads=args.threads,
     )
     folders = [Path(f) for f in args.folders]
     progress = _Progress(folders)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from verifier.config import InputError
 
-__all__ = ["Expected", "Instance", "read_expected", "read_instances"]
+__all__ = ["Expected", "Instance", "parse_rows", "read_expected", "read_instances", "select_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +114,29 @@ def read_expected(folder: str | Path) -> dict[tuple[str, str], Expected]:
                 ref_time,
             )
     return out
+
+
+def parse_rows(text: str) -> slice:
+    """``A:B`` (Python slice bounds, either may be empty or negative) or ``N`` (one row).
+
+    Raises:
+        InputError: not of that form.
+    """
+    start, sep, stop = (part.strip() for part in text.partition(":"))
+    try:
+        if not sep:
+            index = int(start)
+            return slice(index, index + 1 if index != -1 else None)
+        return slice(int(start) if start else None, int(stop) if stop else None)
+    except ValueError:
+        raise InputError(f"--rows expects A:B or N (row numbers from 0), got {text!r}") from None
+
+
+def select_rows(
+    instances: list[Instance], rows: slice | None = None, every: int = 1, limit: int | None = None
+) -> list[Instance]:
+    """One folder's rows to run: the ``rows`` slice, then every ``every``-th, then the first
+    ``limit`` of those."""
+    picked = instances[rows] if rows is not None else list(instances)
+    picked = picked[::every]
+    return picked[:limit] if limit is not None else picked

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from verifier.bench.scoring import Scored, Totals, totals
+from verifier.bench.scoring import Outcomes, Scored, Totals, outcomes, totals
 
 __all__ = ["ReportFiles", "cactus_png", "markdown_report", "write_reports"]
 
@@ -73,6 +73,12 @@ def _benchmark_totals(scored: Sequence[Scored]) -> list[Totals]:
     return per + [totals(scored, "all")]
 
 
+def _benchmark_outcomes(scored: Sequence[Scored]) -> list[Outcomes]:
+    names = sorted({s.row.benchmark for s in scored})
+    per = [outcomes([s for s in scored if s.row.benchmark == n], n) for n in names]
+    return per + [outcomes(scored, "all")]
+
+
 def _wrong_lines(scored: Sequence[Scored]) -> list[str]:
     return [
         f"WRONG ANSWER: {s.row.benchmark} {s.row.onnx} {s.row.vnnlib}: answered "
@@ -98,30 +104,51 @@ def _totals_table(rows: Sequence[Totals]) -> list[str]:
     return out
 
 
+_OUTCOME_HEAD = (
+    "| benchmark | instances | sat | unsat | unknown | timeout | other | wrong | total s "
+    "| ref. sat | ref. unsat | max overrun s |"
+)
+
+
+def _outcomes_table(rows: Sequence[Outcomes]) -> list[str]:
+    out = [_OUTCOME_HEAD, "|" + "---|" * 12]
+    for o in rows:
+        out.append(
+            f"| {o.name} | {o.instances} | {o.sat} | {o.unsat} | {o.unknown} | {o.timeout} | "
+            f"{o.other} | {o.wrong} | {o.seconds:.0f} | {o.ref_sat} | {o.ref_unsat} | "
+            f"{o.max_overrun:.2f} |"
+        )
+    return out
+
+
 def _instance_table(scored: Sequence[Scored]) -> list[str]:
     out = [
         "| benchmark | onnx | vnnlib | expected | result | verdict | score | time (s) "
-        "| stop reason | ref. | ref. time (s) |",
-        "|" + "---|" * 11,
+        "| stop reason | ref. | ref. time (s) | timeout (s) | engine stop | domains |",
+        "|" + "---|" * 14,
     ]
     for s in scored:
         ref_time = "" if s.ref_time is None else f"{s.ref_time:.2f}"
+        timeout = "" if s.row.timeout is None else f"{s.row.timeout:g}"
         out.append(
             f"| {s.row.benchmark} | {s.row.onnx} | {s.row.vnnlib} | {s.expected} | "
             f"{s.row.result} | {s.verdict} | {s.score} | {s.row.time:.2f} | "
-            f"{s.row.stop_reason} | {s.ref_result} | {ref_time} |"
+            f"{s.row.stop_reason} | {s.ref_result} | {ref_time} | {timeout} | "
+            f"{s.row.engine_stop} | {s.row.domains} |"
         )
     return out
 
 
 def markdown_report(scored: Sequence[Scored], plot_name: str | None, title: str) -> str:
-    """The markdown report (wrong answers first, totals, plot, per-instance table)."""
+    """The markdown report (wrong answers first, totals, answer counts, plot, instances)."""
     lines = [f"# {title}", ""]
     wrong = _wrong_lines(scored)
     if wrong:
         lines += ["**" + w + "**" for w in wrong] + [""]
     lines += ["## Totals (VNN-COMP 2023+ scoring: +10 correct, -150 wrong)", ""]
     lines += _totals_table(_benchmark_totals(scored)) + [""]
+    lines += ["## Answers (ref.: the reference tool's answers on the same rows)", ""]
+    lines += _outcomes_table(_benchmark_outcomes(scored)) + [""]
     if plot_name:
         lines += [f"![cactus plot]({plot_name})", ""]
     else:
@@ -159,6 +186,7 @@ def html_report(scored: Sequence[Scored], png: bytes | None, title: str) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{wrong}"
         f"<h2>Totals</h2>{_html_table(_totals_table(_benchmark_totals(scored)))}"
+        f"<h2>Answers</h2>{_html_table(_outcomes_table(_benchmark_outcomes(scored)))}"
         f"<h2>Cactus plot</h2>{plot}<h2>Instances</h2>{_html_table(_instance_table(scored))}"
         "</body></html>"
     )

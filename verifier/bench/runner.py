@@ -1,8 +1,11 @@
 """Run benchmark instances, each in its own process under a hard timeout, one row each.
 
-Every instance runs ``python -m verifier.vnncomp run`` (the same code path as the
-competition's ``run_instance.sh``) in a fresh process. The engine stops itself at the
-instance's (scaled) timeout; the process is killed ``GRACE_S`` later if it has not exited.
+Every instance runs ``python -m verifier.vnncomp run ... --json`` (the same code path as
+the competition's ``run_instance.sh``) in a fresh process. The engine stops itself at the
+instance's timeout (scaled, then capped); the process is killed ``GRACE_S`` later if it
+has not exited. The JSON line it prints gives the engine's stop reason and the number of
+branch-and-bound domains. Each child gets ``OMP_NUM_THREADS``: ``RunSpec.threads`` when
+set, else the caller's value, else 1.
 
 Backends (``BACKENDS``: name -> class, no if/elif):
 
@@ -15,6 +18,7 @@ Rows are handed to ``on_row`` as they finish (the caller appends them to results
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -50,6 +54,11 @@ class Row:
         time: wall-clock seconds of the run step.
         stop_reason: why it ended (``answered``, ``engine timeout``, ``killed after N s``,
             ``exit code N``, ``worker died: ...``).
+        timeout: the budget the run was given (scaled and capped; None when unknown).
+        engine_stop: the engine's own stop reason (``proved``, ``counterexample``,
+            ``timeout``, ``max_domains``, ... as in ``verify --json``; ``""`` when the run
+            gave none).
+        domains: branch-and-bound domains bounded (0 when no search ran).
     """
 
     benchmark: str
@@ -58,8 +67,21 @@ class Row:
     result: str
     time: float
     stop_reason: str
+    timeout: float | None = None
+    engine_stop: str = ""
+    domains: int = 0
 
-    FIELDS = ("benchmark", "onnx", "vnnlib", "result", "time", "stop_reason")
+    FIELDS = (
+        "benchmark",
+        "onnx",
+        "vnnlib",
+        "result",
+        "time",
+        "stop_reason",
+        "timeout",
+        "engine_stop",
+        "domains",
+    )
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -73,16 +95,25 @@ class RunSpec:
 
     Attributes:
         timeout_scale: multiplies every row's timeout.
+        timeout_cap: upper limit of every (scaled) timeout in seconds (None: no cap).
         settings: ``--set`` overrides and ``--config`` files passed to every run
             (``("--set", "k=v", "--config", "f.toml", ...)``).
         python: the interpreter of the child processes.
-        env: extra environment for the children (``OMP_NUM_THREADS`` defaults to 1).
+        threads: ``OMP_NUM_THREADS`` of every child (None: the caller's value, else 1).
+        env: extra environment for the children (applied last).
     """
 
     timeout_scale: float = 1.0
+    timeout_cap: float | None = None
     settings: tuple[str, ...] = ()
     python: str = sys.executable
+    threads: int | None = None
     env: tuple[tuple[str, str], ...] = ()
+
+    def timeout_for(self, instance: Instance) -> float:
+        """The instance's budget: its timeout times the scale, at most the cap."""
+        timeout = instance.timeout * self.timeout_scale
+        return timeout if self.timeout_cap is None else min(timeout, self.timeout_cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +126,10 @@ class InstanceRun:
 
 def _child_env(spec: RunSpec) -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
+    if spec.threads is not None:
+        env["OMP_NUM_THREADS"] = str(spec.threads)
+    else:
+        env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
     env.update(dict(spec.env))
     return env
@@ -103,7 +137,7 @@ def _child_env(spec: RunSpec) -> dict[str, str]:
 
 def run_one(instance: Instance, spec: RunSpec) -> InstanceRun:
     """Run one instance in a child process under a hard timeout (never raises for it)."""
-    timeout = instance.timeout * spec.timeout_scale
+    timeout = spec.timeout_for(instance)
     with tempfile.TemporaryDirectory(prefix="nlverify-bench-") as tmp:
         results = Path(tmp) / "results.txt"
         cmd = [
@@ -116,6 +150,7 @@ def run_one(instance: Instance, spec: RunSpec) -> InstanceRun:
             str(instance.vnnlib_path),
             str(results),
             f"{timeout:g}",
+            "--json",
             *spec.settings,
         ]
         start = time.perf_counter()
@@ -128,16 +163,44 @@ def run_one(instance: Instance, spec: RunSpec) -> InstanceRun:
                 timeout=timeout + GRACE_S,
             )
             code: int | None = proc.returncode
-            stderr = proc.stderr
+            stdout, stderr = proc.stdout, proc.stderr
         except subprocess.TimeoutExpired:
-            code, stderr = None, ""
+            code, stdout, stderr = None, "", ""
         elapsed = time.perf_counter() - start
         text = results.read_text() if results.is_file() else ""
-    return InstanceRun(_row(instance, text, code, stderr, elapsed, timeout), text)
+    row = _row(instance, text, code, stderr, elapsed, timeout, _last_json(stdout))
+    return InstanceRun(row, text)
+
+
+def _last_json(stdout: str) -> dict[str, Any]:
+    """The JSON object on the last line of the child's stdout ({} when there is none)."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        return {}
+    try:
+        data = json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _domains(data: dict[str, Any]) -> int:
+    stats = data.get("stats")
+    value = stats.get("bab_domains", 0) if isinstance(stats, dict) else 0
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _row(
-    instance: Instance, text: str, code: int | None, stderr: str, elapsed: float, timeout: float
+    instance: Instance,
+    text: str,
+    code: int | None,
+    stderr: str,
+    elapsed: float,
+    timeout: float,
+    data: dict[str, Any] | None = None,
 ) -> Row:
     word = text.split("\n", 1)[0].strip() if text else ""
     if code is None:
@@ -150,7 +213,16 @@ def _row(
     else:
         result = word
         reason = "engine timeout" if word == "timeout" else "answered"
-    return Row(*instance.key, result, round(elapsed, 3), reason)
+    data = data or {}
+    return Row(
+        *instance.key,
+        result,
+        round(elapsed, 3),
+        reason,
+        round(timeout, 3),
+        str(data.get("stop") or ""),
+        _domains(data),
+    )
 
 
 class PoolBackend:
@@ -205,19 +277,19 @@ class RayBackend:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 inst = pending.pop(done[0])
-                on_done(_collect(ray, done[0], inst))
+                on_done(_collect(ray, done[0], inst, spec))
         finally:
             if started_here:
                 ray.shutdown()
 
 
-def _collect(ray: Any, ref: Any, inst: Instance) -> InstanceRun:
+def _collect(ray: Any, ref: Any, inst: Instance, spec: RunSpec) -> InstanceRun:
     """The task's result, or an ``error`` row when the worker or the task failed."""
     try:
         return ray.get(ref)
     except (ray.exceptions.RayError, OSError) as exc:
         reason = f"worker died: {type(exc).__name__}: {' '.join(str(exc).split())}"[:200]
-        return InstanceRun(Row(*inst.key, "error", 0.0, reason), "")
+        return InstanceRun(Row(*inst.key, "error", 0.0, reason, spec.timeout_for(inst)), "")
 
 
 BACKENDS: dict[str, type] = {"pool": PoolBackend, "ray": RayBackend}

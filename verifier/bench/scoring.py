@@ -8,6 +8,10 @@ whose answer nobody knows (``expected=unknown``) a checked ``sat`` scores +10 an
 
 The reference tool (alpha-beta-CROWN, ``abcrown_result`` / ``abcrown_time``) is scored by
 the same rules (its witnesses are not available, so its ``sat`` is taken as checked).
+
+:func:`outcomes` counts the answers themselves per benchmark (sat / unsat / unknown /
+timeout / other, wrong, total seconds, the reference's sat / unsat, and the largest
+overrun of a run past its timeout).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from verifier.bench.instances import Expected
 from verifier.bench.runner import Row
 
-__all__ = ["CORRECT", "WRONG", "Scored", "Totals", "score_rows", "totals"]
+__all__ = ["CORRECT", "WRONG", "Outcomes", "Scored", "Totals", "outcomes", "score_rows", "totals"]
 
 CORRECT = 10
 WRONG = -150
@@ -115,4 +119,51 @@ def totals(scored: Sequence[Scored], name: str) -> Totals:
         sum(s.score for s in scored),
         sum(s.ref_score > 0 for s in scored),
         sum(s.ref_score for s in scored),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """Per-benchmark (or overall) answer counts.
+
+    Attributes:
+        other: answers that are none of sat / unsat / unknown / timeout (``error``).
+        seconds: total wall-clock time of the runs.
+        ref_sat, ref_unsat: the reference tool's sat / unsat answers on the same rows.
+        max_overrun: the largest ``time - timeout`` over the rows (negative when every run
+            ended early; 0 when no row knows its timeout).
+    """
+
+    name: str
+    instances: int
+    sat: int
+    unsat: int
+    unknown: int
+    timeout: int
+    other: int
+    wrong: int
+    seconds: float
+    ref_sat: int
+    ref_unsat: int
+    max_overrun: float
+
+
+def outcomes(scored: Sequence[Scored], name: str) -> Outcomes:
+    """Answer counts over ``scored`` under the label ``name``."""
+    counts = {w: sum(s.row.result == w for s in scored) for w in ("sat", "unsat", "unknown")}
+    timeouts = sum(s.row.result == "timeout" for s in scored)
+    overruns = [s.row.time - s.row.timeout for s in scored if s.row.timeout is not None]
+    return Outcomes(
+        name,
+        len(scored),
+        counts["sat"],
+        counts["unsat"],
+        counts["unknown"],
+        timeouts,
+        len(scored) - sum(counts.values()) - timeouts,
+        sum(s.verdict == "wrong" for s in scored),
+        sum(s.row.time for s in scored),
+        sum(s.ref_result == "sat" for s in scored),
+        sum(s.ref_result == "unsat" for s in scored),
+        max(overruns, default=0.0),
     )

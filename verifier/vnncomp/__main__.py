@@ -1,9 +1,11 @@
 """``python -m verifier.vnncomp prepare|run ...``: the entry point of the competition scripts.
 
     python -m verifier.vnncomp prepare CATEGORY ONNX VNNLIB
-    python -m verifier.vnncomp run CATEGORY ONNX VNNLIB RESULTS_FILE TIMEOUT
+    python -m verifier.vnncomp run CATEGORY ONNX VNNLIB RESULTS_FILE TIMEOUT [--json]
 
-The cache of prepared instances is ``--cache-dir``, else ``$NLVERIFY_CACHE``, else
+``run`` prints the answer word, or with ``--json`` one JSON line (status, the engine's stop
+reason, reason, timings, stats, counterexample; as ``Result.to_json``). The cache of
+prepared instances is ``--cache-dir``, else ``$NLVERIFY_CACHE``, else
 ``~/.cache/nlverify/vnncomp``. ``run`` counts its budget from process start. Exit codes:
 0 on success (``run`` always writes a results file on success), 2 for bad input to
 ``prepare`` or bad usage.
@@ -23,6 +25,7 @@ from pathlib import Path
 from verifier.cli import add_settings, parse_override
 from verifier.config import InputError
 from verifier.deadline import Deadline
+from verifier.result import Result, Status
 from verifier.vnncomp.harness import CacheDir, prepare_instance, run_config, run_instance
 from verifier.watchdog import grace_for, start_watchdog
 
@@ -47,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("vnnlib", type=Path)
     run.add_argument("results_file", type=Path)
     run.add_argument("timeout", type=float)
+    run.add_argument("--json", action="store_true", help="print the result as one JSON line")
     add_settings(run)
     return parser
 
@@ -80,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    timer = _watchdog(args.results_file, budget) if argv is None else None
+    timer = _watchdog(args.results_file, budget, args.json) if argv is None else None
     result = run_instance(
         args.category,
         args.onnx,
@@ -95,14 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0  # the watchdog answered first; it ends the process
     if timer is not None:
         timer.cancel()
-    print(result.status.word)
+    print(result.to_json() if args.json else result.status.word)
     return 0
 
 
 _ANSWERED = threading.Lock()
 
 
-def _watchdog(results_file: Path, budget: Deadline) -> threading.Timer | None:
+def _watchdog(
+    results_file: Path, budget: Deadline, as_json: bool = False
+) -> threading.Timer | None:
     """Past the budget, write ``timeout`` and end the process (see :mod:`verifier.watchdog`)."""
 
     def late() -> bool:
@@ -110,7 +116,9 @@ def _watchdog(results_file: Path, budget: Deadline) -> threading.Timer | None:
             return False
         with contextlib.suppress(OSError):
             Path(results_file).write_text("timeout\n")
-        print("timeout")
+        reason = f"time budget spent ({budget.elapsed():.1f} s) inside a stage"
+        late_result = Result(Status.TIMEOUT, reason=reason, stop="timeout")
+        print(late_result.to_json() if as_json else "timeout")
         return True
 
     return start_watchdog(budget, grace_for(budget.end - budget.start), late)
