@@ -12,7 +12,7 @@ import html
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from verifier.bench.scoring import Outcomes, Scored, Totals, outcomes, totals
@@ -89,36 +89,36 @@ def _wrong_lines(scored: Sequence[Scored]) -> list[str]:
     ]
 
 
+def _markdown(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A markdown table: the header, the rule, one line per row."""
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
 _TOTAL_HEAD = (
-    "| benchmark | instances | solved | sat | unsat | wrong | score | ref. solved | ref. score |"
-)
+    "benchmark", "instances", "solved", "sat", "unsat", "wrong", "score", "ref. solved",
+    "ref. score",
+)  # fmt: skip
 
 
 def _totals_table(rows: Sequence[Totals]) -> list[str]:
-    out = [_TOTAL_HEAD, "|" + "---|" * 9]
-    for t in rows:
-        out.append(
-            f"| {t.name} | {t.instances} | {t.solved} | {t.sat} | {t.unsat} | {t.wrong} | "
-            f"{t.score} | {t.ref_solved} | {t.ref_score} |"
-        )
-    return out
+    return _markdown(_TOTAL_HEAD, [astuple(t) for t in rows])
 
 
 _OUTCOME_HEAD = (
-    "| benchmark | instances | sat | unsat | unknown | timeout | other | wrong | total s "
-    "| ref. sat | ref. unsat | max overrun s |"
-)
+    "benchmark", "instances", "sat", "unsat", "unknown", "timeout", "other", "wrong",
+    "total s", "ref. sat", "ref. unsat", "max overrun s",
+)  # fmt: skip
 
 
 def _outcomes_table(rows: Sequence[Outcomes]) -> list[str]:
-    out = [_OUTCOME_HEAD, "|" + "---|" * 12]
+    cells = []
     for o in rows:
-        out.append(
-            f"| {o.name} | {o.instances} | {o.sat} | {o.unsat} | {o.unknown} | {o.timeout} | "
-            f"{o.other} | {o.wrong} | {o.seconds:.0f} | {o.ref_sat} | {o.ref_unsat} | "
-            f"{o.max_overrun:.2f} |"
-        )
-    return out
+        c = list(astuple(o))  # the fields in the header's order
+        c[8], c[11] = f"{o.seconds:.0f}", f"{o.max_overrun:.2f}"
+        cells.append(c)
+    return _markdown(_OUTCOME_HEAD, cells)
 
 
 def _instance_table(scored: Sequence[Scored]) -> list[str]:
