@@ -146,7 +146,7 @@ def test_run_instance_script_always_exits_zero(tmp_path: Path) -> None:
     out = tmp_path / "r.txt"
     env = _script_env(tmp_path / "cache")
     args = [SCRIPTS / "run_instance.sh", "v1", "x", tmp_path / "no.onnx", tmp_path / "no.vnnlib"]
-    run = subprocess.run([*args, out, "5"], env=env, capture_output=True)
+    run = subprocess.run([*args, out, "60"], env=env, capture_output=True)  # bad input: fast
     assert run.returncode == 0 and out.read_text() == "unknown\n"
     wrong_version = subprocess.run([SCRIPTS / "prepare_instance.sh", "v2"], capture_output=True)
     assert wrong_version.returncode != 0
@@ -164,3 +164,27 @@ def test_witness_checker_rejects_tampered_witness(tmp_path: Path) -> None:
     assert not check_witness(model, spec, format_counterexample(x, y + 0.5)).valid
     x_out = np.array([0.0, 0.0])  # y = (1.9, 0): no violation
     assert not check_witness(model, spec, format_counterexample(x_out, np.array([1.9, 0.0]))).valid
+
+
+def test_watchdog_timeout_keeps_the_running_search_statistics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --json`` answered by the watchdog still reports how far the search got."""
+    import json
+
+    import verifier.vnncomp.__main__ as entry
+    from branching import BabStats
+    from verifier.deadline import Deadline
+
+    results = tmp_path / "out.txt"
+    latest = [BabStats(rounds=3, domains_bounded=96, max_depth=4, elapsed_s=1.0)]
+    late = entry._late_answer(results, Deadline.after(0.0), True, latest)
+    try:
+        assert late() is True
+        data = json.loads(capsys.readouterr().out.strip())
+        assert data["status"] == "timeout" and data["stop"] == "timeout"
+        assert data["stats"]["bab_rounds"] == 3 and data["stats"]["bab_domains"] == 96
+        assert results.read_text().splitlines()[0] == "timeout"
+        assert late() is False  # one answer only
+    finally:
+        entry._ANSWERED.release()

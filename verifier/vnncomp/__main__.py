@@ -19,9 +19,10 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from branching import BabStats
 from verifier.cli import add_settings, parse_override
 from verifier.config import InputError
 from verifier.deadline import Deadline
@@ -84,7 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    timer = _watchdog(args.results_file, budget, args.json) if argv is None else None
+    latest: list[BabStats] = []  # the running search's statistics, for the watchdog
+
+    def record(stats: BabStats) -> None:
+        latest[:] = [stats]
+
+    timer = _watchdog(args.results_file, budget, args.json, latest) if argv is None else None
     result = run_instance(
         args.category,
         args.onnx,
@@ -94,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache=cache,
         deadline=budget,
         config=config,
+        progress=record,
     )
     if timer is not None and not _ANSWERED.acquire(blocking=False):
         return 0  # the watchdog answered first; it ends the process
@@ -106,10 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 _ANSWERED = threading.Lock()
 
 
-def _watchdog(
-    results_file: Path, budget: Deadline, as_json: bool = False
-) -> threading.Timer | None:
-    """Past the budget, write ``timeout`` and end the process (see :mod:`verifier.watchdog`)."""
+def _late_answer(
+    results_file: Path,
+    budget: Deadline,
+    as_json: bool = False,
+    latest: list[BabStats] | None = None,
+) -> Callable[[], bool]:
+    """The watchdog's answer: ``timeout`` in the results file and on stdout, unless the
+    run has answered; the JSON answer carries the running search's statistics."""
 
     def late() -> bool:
         if not _ANSWERED.acquire(blocking=False):
@@ -117,10 +128,22 @@ def _watchdog(
         with contextlib.suppress(OSError):
             Path(results_file).write_text("timeout\n")
         reason = f"time budget spent ({budget.elapsed():.1f} s) inside a stage"
-        late_result = Result(Status.TIMEOUT, reason=reason, stop="timeout")
+        stats = latest[-1].to_dict() if latest else {}
+        late_result = Result(Status.TIMEOUT, reason=reason, stop="timeout", stats=stats)
         print(late_result.to_json() if as_json else "timeout")
         return True
 
+    return late
+
+
+def _watchdog(
+    results_file: Path,
+    budget: Deadline,
+    as_json: bool = False,
+    latest: list[BabStats] | None = None,
+) -> threading.Timer | None:
+    """Past the budget, write ``timeout`` and end the process (see :mod:`verifier.watchdog`)."""
+    late = _late_answer(results_file, budget, as_json, latest)
     return start_watchdog(budget, grace_for(budget.end - budget.start), late)
 
 

@@ -22,11 +22,13 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import models
 import vnnlib
+from branching import BabStats
 from verifier import loading
 from verifier.config import InputError, VerifyConfig, build_config, tomllib
 from verifier.deadline import Deadline
@@ -191,8 +193,11 @@ def run_instance(
     cache: CacheDir | None = None,
     deadline: Deadline | None = None,
     config: VerifyConfig | None = None,
+    progress: Callable[[BabStats], None] | None = None,
 ) -> Result:
     """Verify one instance and write its results file (first line: the answer word).
+
+    ``progress`` receives the branch-and-bound statistics after every round.
 
     The old results file is removed first. Bad input gives ``unknown`` (its message is
     logged as an error) so that the file always holds one of ``sat``, ``unsat``,
@@ -205,7 +210,10 @@ def run_instance(
         deadline = Deadline.after(config.timeout)
     try:
         result = verify_loaded(
-            _loader(Path(onnx_path), Path(spec_path), cache), config, deadline=deadline
+            _loader(Path(onnx_path), Path(spec_path), cache),
+            config,
+            deadline=deadline,
+            progress=progress,
         )
     except InputError as exc:
         log.error("%s", exc)
