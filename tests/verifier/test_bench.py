@@ -16,7 +16,7 @@ from verifier.bench import BenchOptions, read_results, run_bench
 from verifier.bench.cli import _Progress
 from verifier.bench.instances import Expected, parse_rows, read_instances, select_rows
 from verifier.bench.runner import Row, RunSpec, _child_env, _last_json, _row, run_one
-from verifier.bench.scoring import CORRECT, WRONG, outcomes, score_rows
+from verifier.bench.scoring import CORRECT, WRONG, outcomes, score_rows, totals
 from verifier.config import InputError
 
 
@@ -75,11 +75,15 @@ def test_scoring_rules() -> None:
         Row("b", "m", "3", "sat", 1, ""),
         Row("b", "m", "4", "timeout", 1, ""),
         Row("b", "m", "1", "sat", 1, ""),
+        Row("b", "m", "3", "sat", 1, ""),
     ]
-    checks = iter([(True, "ok"), (True, "ok"), (False, "bad witness")])
+    checks = iter([(True, "ok"), (True, "ok"), (False, "bad witness"), (False, "bad witness")])
     scored = score_rows(rows, exp, lambda row: next(checks))
-    assert [s.score for s in scored] == [CORRECT, CORRECT, WRONG, 0, WRONG]
-    assert [s.verdict for s in scored] == ["correct", "correct", "wrong", "open", "wrong"]
+    # row 3: a checked counterexample refutes the expected unsat (the row is what is wrong)
+    assert [s.score for s in scored] == [CORRECT, CORRECT, CORRECT, 0, WRONG, WRONG]
+    verdicts = ["correct", "correct", "refutes", "open", "wrong", "wrong"]
+    assert [s.verdict for s in scored] == verdicts
+    assert totals(scored, "b").solved == 3 and totals(scored, "b").wrong == 2
 
 
 SETTINGS = ("--set", "attack.steps=5")
@@ -217,7 +221,7 @@ def test_outcomes_count_answers_reference_and_overrun() -> None:
         Row("b", "m", "2", "sat", 1.0, "answered", 5.0),
         Row("b", "m", "3", "error", 0.5, "exit code 1"),
     ]
-    o = outcomes(score_rows(rows, exp, lambda row: (True, "ok")), "b")
+    o = outcomes(score_rows(rows, exp, lambda row: (False, "bad witness")), "b")
     assert (o.instances, o.sat, o.unsat, o.unknown, o.timeout, o.other, o.wrong) == (
         3,
         1,

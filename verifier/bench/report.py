@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
-from verifier.bench.scoring import Outcomes, Scored, Totals, outcomes, totals
+from verifier.bench.scoring import SOLVED, Outcomes, Scored, Totals, outcomes, totals
 
 __all__ = ["ReportFiles", "cactus_png", "markdown_report", "write_reports"]
 
@@ -47,7 +47,7 @@ def cactus_png(scored: Sequence[Scored], title: str = "nlverify") -> bytes | Non
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    ours = _solved_times([s.row.time for s in scored if s.verdict == "correct"])
+    ours = _solved_times([s.row.time for s in scored if s.verdict in SOLVED])
     ref = _solved_times([s.ref_time for s in scored if s.ref_score > 0 and s.ref_time is not None])
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     for label, times, style in (("nlverify", ours, "-o"), ("alpha-beta-CROWN (ref.)", ref, "--s")):
@@ -80,12 +80,13 @@ def _benchmark_outcomes(scored: Sequence[Scored]) -> list[Outcomes]:
 
 
 def _wrong_lines(scored: Sequence[Scored]) -> list[str]:
+    heads = {"wrong": "WRONG ANSWER", "refutes": "EXPECTED ANSWER REFUTED BY A CHECKED WITNESS"}
     return [
-        f"WRONG ANSWER: {s.row.benchmark} {s.row.onnx} {s.row.vnnlib}: answered "
+        f"{heads[s.verdict]}: {s.row.benchmark} {s.row.onnx} {s.row.vnnlib}: answered "
         f"{s.row.result}, expected {s.expected or 'unknown'}"
         + (f" ({s.witness})" if s.witness else "")
         for s in scored
-        if s.verdict == "wrong"
+        if s.verdict in heads
     ]
 
 

@@ -1,10 +1,15 @@
 """VNN-COMP scoring (2023 onwards) of results.csv rows against expected.csv.
 
 Per instance: a correct ``unsat``, or a correct ``sat`` whose counterexample checks, scores
-+10; a wrong answer scores -150 (``unsat`` on an ``expected=sat`` row, ``sat`` on an
-``expected=unsat`` row, or ``sat`` whose witness does not check); anything else 0. On rows
-whose answer nobody knows (``expected=unknown``) a checked ``sat`` scores +10 and an
++10; a wrong answer scores -150 (``unsat`` on an ``expected=sat`` row, or ``sat`` whose
+witness does not check); anything else 0. On rows whose answer nobody knows
+(``expected=unknown``) a checked ``sat`` scores +10 and an
 ``unsat`` scores 0 (verdict ``unchecked``).
+
+A ``sat`` whose witness checks on an ``expected=unsat`` row is a counterexample to the
+expected answer itself (the competition decides disputes by the witness): it scores +10
+with the verdict ``refutes``, and the report lists it so that the row can be corrected
+(vit_2023 ibp_3_3_8_7894, ``unsat`` from a single tool, is violated by 6.4e-4).
 
 The reference tool (alpha-beta-CROWN, ``abcrown_result`` / ``abcrown_time``) is scored by
 the same rules (its witnesses are not available, so its ``sat`` is taken as checked).
@@ -27,6 +32,7 @@ __all__ = ["CORRECT", "WRONG", "Outcomes", "Scored", "Totals", "outcomes", "scor
 CORRECT = 10
 WRONG = -150
 DECISIVE = ("sat", "unsat")
+SOLVED = ("correct", "refutes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +41,8 @@ class Scored:
 
     Attributes:
         row: our result row; expected: the known answer (``""`` when unknown to us).
-        verdict: ``correct``, ``wrong``, ``open`` (no decisive answer) or ``unchecked``
+        verdict: ``correct``, ``wrong``, ``refutes`` (a checked counterexample on an
+            ``expected=unsat`` row), ``open`` (no decisive answer) or ``unchecked``
             (decisive, but no expected answer to compare with).
         score: our points; witness: the witness check's reason (``sat`` rows) or ``""``.
         ref_result, ref_time, ref_score: the reference tool's answer, time and points.
@@ -71,6 +78,8 @@ def _points(answer: str, expected: str, witness_ok: bool) -> tuple[str, int]:
         return "open", 0
     if answer == "sat" and not witness_ok:
         return "wrong", WRONG
+    if answer == "sat" and expected == "unsat":  # the checked witness refutes the row
+        return "refutes", CORRECT
     if expected in DECISIVE:
         return ("correct", CORRECT) if answer == expected else ("wrong", WRONG)
     if answer == "sat":  # a checked witness settles an unknown row
@@ -112,7 +121,7 @@ def totals(scored: Sequence[Scored], name: str) -> Totals:
     return Totals(
         name,
         len(scored),
-        sum(s.verdict == "correct" for s in scored),
+        sum(s.verdict in SOLVED for s in scored),
         sum(s.row.result == "sat" for s in scored),
         sum(s.row.result == "unsat" for s in scored),
         sum(s.verdict == "wrong" for s in scored),
