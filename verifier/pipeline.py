@@ -331,6 +331,7 @@ def bab_stage(ctx: StageContext) -> Result | None:
                 todo.append((-gap, og.index, local, og))
     todo.sort(key=lambda t: (t[0], t[1], t[2]))
     searches: list[BabSearch] = []
+    progress = _total_progress(ctx, searches, start)
     # Cases that ran out of their share keep their open domains and get, in turn, an
     # equal share of what the others left (any case still open means no proof, but the
     # search may yet find a counterexample there).
@@ -362,7 +363,7 @@ def bab_stage(ctx: StageContext) -> Result | None:
                 problem,
                 ctx.config.bab,
                 falsify=_falsifier(ctx, forward, group, C, d),
-                progress=ctx.progress,
+                progress=progress,
             )
             searches.append(search)
             res = search.run(ctx.deadline.child(1.0 / (len(todo) - pos)))
@@ -381,11 +382,7 @@ def bab_stage(ctx: StageContext) -> Result | None:
         ctx.notes.append(f"branch-and-bound could not bound a domain: {exc}")
         return None
     finally:
-        total = BabStats()
-        for search in searches:
-            _merge_stats(total, search.stats)
-        total.elapsed_s = time.perf_counter() - start
-        ctx.stats.update(total.to_dict())
+        ctx.stats.update(_totals(searches, start).to_dict())
     unresolved = failed + [f"case {case}: timeout (time budget spent)" for case, _ in paused]
     if unresolved:
         if paused:
@@ -429,6 +426,29 @@ def _cap_paused(paused: list[tuple[int, BabSearch]], failed: list[str], cap_mb: 
         largest = max(range(len(paused)), key=lambda i: paused[i][1].open_bytes)
         case, _ = paused.pop(largest)
         failed.append(f"case {case}: timeout (open domains given up to stay within memory)")
+
+
+def _total_progress(
+    ctx: StageContext, searches: list[BabSearch], start: float
+) -> Callable[[BabStats], None] | None:
+    """The live line and the watchdog see the totals over every case so far (with the
+    running case's worst margin), not the running case's alone."""
+    if ctx.progress is None:
+        return None
+    report = ctx.progress
+    return lambda current: report(_totals(searches, start, current))
+
+
+def _totals(searches: list[BabSearch], start: float, current: BabStats | None = None) -> BabStats:
+    """Statistics summed over ``searches`` (``current``'s worst margin last, so it shows)."""
+    total = BabStats()
+    for search in searches:
+        if search.stats is not current:
+            _merge_stats(total, search.stats)
+    if current is not None:
+        _merge_stats(total, current)
+    total.elapsed_s = time.perf_counter() - start
+    return total
 
 
 def _merge_stats(total: BabStats, one: BabStats) -> None:

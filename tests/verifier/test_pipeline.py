@@ -169,3 +169,27 @@ def test_mnist_fc_prop_2_is_sat(benchmarks_dir: Path) -> None:
     assert res.status is Status.SAT, res.reason
     ce = res.counterexample
     assert ce is not None and ce.x.shape == (784,) and ce.y.shape == (10,)
+
+
+def test_progress_reports_totals_over_every_case(benchmarks_dir: Path) -> None:
+    """The live line (and the watchdog's answer, which keeps the last report) sees the
+    search totals over every case so far, not the running case's alone: mnist_fc 256x2
+    prop_6 leaves several of its 9 cases to branch-and-bound."""
+    from verifier.pipeline import verify_loaded
+
+    folder = benchmarks_dir / "mnist_fc_2022"
+    onnx, spec = folder / "onnx/mnist-net_256x2.onnx", folder / "vnnlib/prop_6_0.03.vnnlib"
+    seen: list[tuple[int, int]] = []
+
+    def progress(stats) -> None:
+        seen.append((stats.rounds, stats.domains_bounded))
+
+    result = verify_loaded(
+        lambda: load_problem(onnx, spec),
+        VerifyConfig(timeout=120),
+        deadline=Deadline.after(120),
+        progress=progress,
+    )
+    assert result.status is Status.UNSAT
+    assert seen and all(b >= a for a, b in zip(seen, seen[1:]))  # never reset per case
+    assert seen[-1] == (result.stats["bab_rounds"], result.stats["bab_domains"])
