@@ -23,7 +23,14 @@ from .ibp import node_interval
 from .network import BoundGraph, NodeInfo
 from .products import matmul_step, mul_step
 from .relax.base import Lines, default_split_mask
-from .types import CROWN_MAX_ELEMENTS, BallBounds, Bounds, LinearBounds, all_finite
+from .types import (
+    CROWN_MAX_ELEMENTS,
+    BallBounds,
+    Bounds,
+    LinearBounds,
+    all_finite,
+    mul_guarded,
+)
 
 # Elements of [rows, B, *node] handled per chunk when bounding intermediate nodes. Small
 # chunks keep each coefficient tensor in cache: on the vit_2023 ibp_3_3_8 model (the
@@ -47,13 +54,6 @@ class BackwardResult:
     bias: Tensor | None = None
 
 
-def _mul_guarded(a: Tensor, b: Tensor) -> Tensor:
-    """``a * b`` with ``0 * inf = 0`` (zero coefficients ignore infinite terms)."""
-    if all_finite(b):
-        return a * b
-    return torch.where(a == 0, torch.zeros((), dtype=a.dtype, device=a.device), a * b)
-
-
 def _flat_sum(t: Tensor) -> Tensor:
     return t.flatten(2).sum(-1) if t.dim() > 2 else t
 
@@ -70,7 +70,7 @@ def concretize_box(A: Tensor, box: Bounds) -> Tensor:
         c, r = ((lo + up) / 2).flatten(1), ((up - lo) / 2).flatten(1)
         return torch.einsum("sbn,bn->sb", flat, c) - torch.einsum("sbn,bn->sb", flat.abs(), r)
     pos, neg = A.clamp(min=0), A.clamp(max=0)
-    return _flat_sum(_mul_guarded(pos, box.lower) + _mul_guarded(neg, box.upper))
+    return _flat_sum(mul_guarded(pos, box.lower) + mul_guarded(neg, box.upper))
 
 
 def concretize(A: Tensor, box: Bounds) -> Tensor:
@@ -189,7 +189,7 @@ def _unary_step(
         bias = torch.einsum("sbn,bn->sb", pos.reshape(flat), lb.flatten(1))
         bias = bias + torch.einsum("sbn,bn->sb", neg.reshape(flat), ub.flatten(1))
         return new_a, bias
-    bias = _flat_sum(_mul_guarded(pos, lb) + _mul_guarded(neg, ub))
+    bias = _flat_sum(mul_guarded(pos, lb) + mul_guarded(neg, ub))
     return new_a, bias
 
 

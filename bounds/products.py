@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .ops.backward import sum_to
 from .relax.bilinear import MUL_N_ALPHA, mul_interval, relax_mul
-from .types import Bounds, BoundsError, all_finite
+from .types import Bounds, BoundsError, all_finite, mul_guarded
 
 Shape = tuple[int, ...]
 
@@ -45,13 +45,6 @@ def _weights(alpha: Tensor) -> tuple[Tensor, Tensor]:
     w = alpha if inside else torch.nan_to_num(alpha).clamp(0.0, 1.0)
     r, rp = w[:MUL_N_ALPHA].unbind(0)  # one gradient copy, not one per selected row
     return r, rp
-
-
-def _guarded(a: Tensor, b: Tensor) -> Tensor:
-    """``a * b`` with ``0 * inf = 0``."""
-    if all_finite(b):
-        return a * b
-    return torch.where(a == 0, torch.zeros((), dtype=a.dtype, device=a.device), a * b)
 
 
 # ------------------------------------------------------------------ Mul (elementwise)
@@ -76,7 +69,7 @@ def mul_step(
         p = relax_mul(xl, xu, yl, yu, alpha)
         ax = sum_to(pos * p.lx + neg * p.ux, xshape)
         ay = sum_to(pos * p.ly + neg * p.uy, yshape)
-        return ax, ay, _flat_sum(_guarded(pos, p.lc) + _guarded(neg, p.uc))
+        return ax, ay, _flat_sum(mul_guarded(pos, p.lc) + mul_guarded(neg, p.uc))
     if alpha is None:
         cx = pos * yl + neg * yu
         return sum_to(cx, xshape), sum_to(a * xl, yshape), -_flat_sum(cx * xl)
@@ -183,5 +176,5 @@ def _matmul_elementwise(
     pos, neg = a.unsqueeze(-2).clamp(min=0), a.unsqueeze(-2).clamp(max=0)
     ax = (pos * p.lx + neg * p.ux).sum(-1)
     ay = (pos * p.ly + neg * p.uy).sum(-3)
-    bias = _flat_sum(_guarded(pos, p.lc) + _guarded(neg, p.uc))
+    bias = _flat_sum(mul_guarded(pos, p.lc) + mul_guarded(neg, p.uc))
     return sum_to(ax, xshape), sum_to(ay, yshape), bias

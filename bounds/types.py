@@ -39,6 +39,14 @@ def all_finite(*ts: Tensor) -> bool:
     return all(math.isfinite(float(t.detach().sum())) for t in ts)
 
 
+def mul_guarded(a: Tensor, b: Tensor) -> Tensor:
+    """``a * b`` with ``0 * inf = 0``: a zero coefficient ignores an infinite term (an
+    interval end or a line's bias)."""
+    if all_finite(b):
+        return a * b
+    return torch.where(a == 0, torch.zeros((), dtype=a.dtype, device=a.device), a * b)
+
+
 class BoundsError(RuntimeError):
     """Bound propagation cannot proceed (unsupported op, domain violation...)."""
 

@@ -30,7 +30,7 @@ from bounds.crown import linear_bounds
 from bounds.network import BoundGraph
 from bounds.ops.backward import sum_to
 from bounds.relax.bilinear import relax_mul
-from bounds.types import Bounds, LinearBounds, all_finite
+from bounds.types import Bounds, LinearBounds, mul_guarded
 
 from .splits import SplitNode
 
@@ -121,12 +121,6 @@ def shortcuts(
     return out
 
 
-def _guarded(a: Tensor, b: Tensor) -> Tensor:
-    if all_finite(b):
-        return a * b
-    return torch.where(a == 0, torch.zeros((), dtype=a.dtype), a * b)
-
-
 def lam_mu(
     bg: BoundGraph,
     node: SplitNode,
@@ -148,7 +142,7 @@ def lam_mu(
             assert relax is not None
             lines = relax.relax(lower, upper, None)
             l_c = pos * lines.lw + neg * lines.uw
-            m_c = _guarded(pos, lines.lb) + _guarded(neg, lines.ub)
+            m_c = mul_guarded(pos, lines.lb) + mul_guarded(neg, lines.ub)
         else:
             other = intervals[c.other]
             if c.slot == 0:
@@ -157,7 +151,7 @@ def lam_mu(
             else:
                 p = relax_mul(other.lower, other.upper, lower, upper, None)
                 l_c = sum_to(pos * p.ly + neg * p.uy, node.shape)
-            m_c = sum_to(_guarded(pos, p.lc) + _guarded(neg, p.uc), node.shape)
+            m_c = sum_to(mul_guarded(pos, p.lc) + mul_guarded(neg, p.uc), node.shape)
         l_c, m_c = l_c.flatten(2), m_c.flatten(2)
         lam = l_c if lam is None else lam + l_c
         mu = m_c if mu is None else mu + m_c
@@ -371,11 +365,12 @@ def mixed_scores(A: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     dimension whose coefficient is small but whose width keeps intermediate neurons
     unstable; width alone ignores the objective."""
     sens = sensitivity_scores(A, lower, upper)
-    width = (upper - lower).flatten(1)
     tiny = torch.finfo(sens.dtype).tiny
-    return sens / sens.amax(1, keepdim=True).clamp(min=tiny) + width / width.amax(
-        1, keepdim=True
-    ).clamp(min=tiny)
+
+    def unit(t: Tensor) -> Tensor:  # 1 at the box's best (0/0 -> 0)
+        return t / t.amax(1, keepdim=True).clamp(min=tiny)
+
+    return unit(sens) + unit(widest_scores(A, lower, upper))
 
 
 InputHeuristic = Callable[[Tensor, Tensor, Tensor], Tensor]

@@ -12,7 +12,7 @@ import html
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from verifier.bench.scoring import SOLVED, Outcomes, Scored, Totals, outcomes, totals
@@ -113,12 +113,12 @@ _OUTCOME_HEAD = (
 )  # fmt: skip
 
 
+_OUTCOME_FORMAT = {"seconds": "{:.0f}", "max_overrun": "{:.2f}"}
+
+
 def _outcomes_table(rows: Sequence[Outcomes]) -> list[str]:
-    cells = []
-    for o in rows:
-        c = list(astuple(o))  # the fields in the header's order
-        c[8], c[11] = f"{o.seconds:.0f}", f"{o.max_overrun:.2f}"
-        cells.append(c)
+    names = [f.name for f in fields(Outcomes)]  # in the header's order
+    cells = [[_OUTCOME_FORMAT.get(n, "{}").format(getattr(o, n)) for n in names] for o in rows]
     return _markdown(_OUTCOME_HEAD, cells)
 
 
