@@ -44,11 +44,14 @@ from torch import Tensor
 from .base import UnaryRelaxation
 from .tangents import (
     INF,
+    WORK,
     Fn,
     Pair,
     Piece,
+    Quad,
     SlopeFamily,
     SmoothShape,
+    absolute_slope,
     build_relaxation,
     chord_slope,
     offset_range,
@@ -73,12 +76,14 @@ class SFunction:
         f, df: function and derivative (float64).
         root: ``x >= 0`` with ``f'(x) = a`` for ``a`` in ``(0, f'(0)]`` (clamped inside).
         cap: ``|d_L|`` search limit; beyond it ``f'`` underflows in float64.
+        dfx: ``f'(x)`` from ``x`` and ``f(x)`` (absolute error a few ulps of ``f'(0)``).
     """
 
     f: Fn
     df: Fn
     root: Fn
     cap: float
+    dfx: Callable[[Tensor, Tensor], Tensor]
 
 
 def _sigmoid_df(x: Tensor) -> Tensor:
@@ -87,9 +92,12 @@ def _sigmoid_df(x: Tensor) -> Tensor:
 
 
 def _sigmoid_root(a: Tensor) -> Tensor:
-    """``x >= 0`` with ``sigmoid'(x) = a``: ``cosh(x/2) = 1 / (2 sqrt(a))``."""
+    """``x >= 0`` with ``sigmoid'(x) = a``: ``x = 2 log((1 + r) / (2 sqrt(a)))``, ``r = sqrt(1 - 4a)``.
+
+    (``sigmoid(x) = (1 + r) / 2`` solves ``s (1 - s) = a``; written without ``1 - s``.)
+    """
     a = a.clamp(_TINY, 0.25)
-    return 2.0 * torch.acosh((0.5 / a.sqrt()).clamp(min=1.0))
+    return 2.0 * torch.log((1.0 + (1.0 - 4.0 * a).sqrt()) / (2.0 * a.sqrt()))
 
 
 def _tanh_df(x: Tensor) -> Tensor:
@@ -98,9 +106,9 @@ def _tanh_df(x: Tensor) -> Tensor:
 
 
 def _tanh_root(a: Tensor) -> Tensor:
-    """``x >= 0`` with ``tanh'(x) = a``: ``cosh(x) = 1 / sqrt(a)``."""
+    """``x >= 0`` with ``tanh'(x) = a``: ``x = log((1 + t) / sqrt(a))``, ``t = sqrt(1 - a)``."""
     a = a.clamp(_TINY, 1.0)
-    return torch.acosh((1.0 / a.sqrt()).clamp(min=1.0))
+    return torch.log((1.0 + (1.0 - a).sqrt()) / a.sqrt())
 
 
 def _erf_df(x: Tensor) -> Tensor:
@@ -114,9 +122,15 @@ def _erf_root(a: Tensor) -> Tensor:
     return torch.log(2.0 / (_SQRT_PI * a)).clamp(min=0.0).sqrt()
 
 
-SIGMOID = SFunction(torch.sigmoid, _sigmoid_df, _sigmoid_root, 750.0)
-TANH = SFunction(torch.tanh, _tanh_df, _tanh_root, 375.0)
-ERF = SFunction(torch.erf, _erf_df, _erf_root, 30.0)
+SIGMOID = SFunction(
+    torch.sigmoid, _sigmoid_df, _sigmoid_root, 750.0, lambda x, fx: fx * (1.0 - fx)
+)
+TANH = SFunction(torch.tanh, _tanh_df, _tanh_root, 375.0, lambda x, fx: (1.0 - fx) * (1.0 + fx))
+ERF = SFunction(torch.erf, _erf_df, _erf_root, 30.0, lambda x, fx: _erf_df(x))
+
+# Rounding of ``h'(x_c) = f'(x_c) - a`` in float64 (a few ulps of ``max(f'(0), |a|) <= 1 + |a|``)
+# times a distance ``<= |l| + |u|``: subtracted from (added to) the fused biases.
+_SLOPE_ROUNDING = 2.0**-49
 
 
 def _s_shape(fun: SFunction) -> SmoothShape:
@@ -168,6 +182,68 @@ def _s_slope_range(fun: SFunction, l: Tensor, u: Tensor) -> Pair:
     return torch.minimum(fun.df(l), fun.df(u)), top
 
 
+def _s_bias(
+    fun: SFunction, a: Tensor, l: Tensor, u: Tensor, fl: Tensor, fu: Tensor, lower: bool
+) -> Tensor:
+    """Rigorous ``min`` (``lower``) or ``max`` of ``h = f - a x`` over finite ``[l, u]``.
+
+    For the minimum: ``f`` is convex on ``[l, s1]`` (``s1 = max(min(u, 0), l)``) and concave
+    on the rest, whose minimum sits at its ends (``u``, or a point of ``[l, s1]``). On the
+    convex part, the tangent of ``h`` at any ``x_c`` is below ``h``, so
+    ``min h >= h(x_c) + min(h'(x_c) (l - x_c), h'(x_c) (s1 - x_c))``, exact when ``x_c`` is
+    the stationary point ``-root(a)`` clamped into the part. The maximum is symmetric on the
+    concave part ``[s0, u]``. ``h(l)`` and ``h(u)`` are the other candidates.
+
+    The gradient follows the envelope theorem: ``d/da`` is ``-x`` at the winning candidate
+    (through ``torch.minimum``/``maximum`` when only ``a`` needs one), and ``d/dl = h'(l)``
+    when ``l`` wins (likewise ``u``; the candidate is then re-evaluated with autograd).
+    """
+    ad, ld, ud = a.detach(), l.detach(), u.detach()
+    pick = torch.minimum if lower else torch.maximum
+    with torch.no_grad():
+        if lower:
+            s0, s1 = ld, torch.maximum(ud.clamp(max=0.0), ld)
+            xc = torch.minimum(torch.maximum(-fun.root(ad), s0), s1)
+        else:
+            s0, s1 = torch.minimum(ld.clamp(min=0.0), ud), ud
+            xc = torch.minimum(torch.maximum(fun.root(ad), s0), s1)
+        fx = fun.f(xc)
+        d = fun.dfx(xc, fx) - ad
+        bc = fx - ad * xc + pick(d * (s0 - xc), d * (s1 - xc))
+        slack = _SLOPE_ROUNDING * (1.0 + ad.abs()) * (ld.abs() + ud.abs())
+        slack = -slack if lower else slack
+    if not torch.is_grad_enabled() or not (a.requires_grad or l.requires_grad or u.requires_grad):
+        with torch.no_grad():
+            return pick(pick(fl - ad * ld, fu - ad * ud), bc) + slack
+    if not (l.requires_grad or u.requires_grad):
+        return pick(pick(fl - a * l, fu - a * u), bc - xc * (a - ad)) + slack
+    with torch.no_grad():
+        hl, hu = fl - ad * ld, fu - ad * ud
+        best = pick(pick(hl, hu), bc)
+        x = torch.where(hl == best, ld, torch.where(hu == best, ud, xc))
+    l_b, u_b, a_b = torch.broadcast_tensors(l, u, a)
+    x = torch.where(x == ld, l_b, torch.where(x == ud, u_b, x))
+    h = fun.f(x) - a_b * x
+    return best + (h - h.detach()) + slack
+
+
+def _s_lines(fun: SFunction, p: Tensor, l: Tensor, u: Tensor, dtype: torch.dtype) -> Quad:
+    """Fused slopes and rigorous biases (:attr:`SlopeFamily.lines64`) of an S-shaped ``f``.
+
+    ``f(l)`` and ``f(u)`` serve both the slope range and the biases; no masks or bracketing
+    loops (``torch.where`` and comparisons cost several multiplications each on a CPU).
+    """
+    fl, fu = fun.f(l), fun.f(u)
+    z = torch.minimum(l.clamp(min=0.0), u)  # the point of [l, u] nearest 0: f' is largest
+    smin = torch.minimum(fun.dfx(l, fl), fun.dfx(u, fu))
+    smax = fun.dfx(z, fun.f(z))
+    a_lo = absolute_slope(p[0], smin, smax).to(dtype).to(WORK)
+    a_up = absolute_slope(p[1], smin, smax).to(dtype).to(WORK)
+    b_lo = _s_bias(fun, a_lo, l, u, fl, fu, lower=True)
+    b_up = _s_bias(fun, a_up, l, u, fl, fu, lower=False)
+    return a_lo, a_up, b_lo, b_up
+
+
 def _s_family(fun: SFunction, limits: tuple[float, float]) -> SlopeFamily:
     """The :class:`SlopeFamily` of an S-shaped function with range ``limits``."""
     shape = _s_shape(fun)
@@ -177,6 +253,7 @@ def _s_family(fun: SFunction, limits: tuple[float, float]) -> SlopeFamily:
         default_slopes=lambda l, u: _s_default(fun, l, u),
         offsets=lambda a_lo, a_up, l, u: offset_range(shape, a_lo, a_up, l, u),
         limits=limits,
+        lines64=lambda p, l, u, dtype: _s_lines(fun, p, l, u, dtype),
     )
 
 

@@ -45,9 +45,11 @@ from .base import Lines, UnaryRelaxation, default_split_mask
 WORK = torch.float64
 ABS_MARGIN = 2.0**-40
 INF = float("inf")
+_FMAX = torch.finfo(WORK).max
 
 Fn = Callable[[Tensor], Tensor]
 Pair = tuple[Tensor, Tensor]
+Quad = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
 # --------------------------------------------------------------------------- root finding
@@ -283,7 +285,7 @@ def relative_slope(s: Tensor, smin: Tensor, smax: Tensor) -> Tensor:
 
 def absolute_slope(p: Tensor, smin: Tensor, smax: Tensor) -> Tensor:
     """``smin + (smax - smin) * clamp(p, 0, 1)``; NaN ``p`` counts as 0.5."""
-    p = torch.where(torch.isnan(p), 0.5, p).clamp(0.0, 1.0)
+    p = torch.nan_to_num(p, nan=0.5).clamp(0.0, 1.0)
     return smin + (smax - smin) * p
 
 
@@ -300,6 +302,11 @@ class SlopeFamily:
         fscale: ``|f(x)| <= 1 + fscale*|x|`` (sizes the float64 error margin).
         limits: the range of ``f`` (intervals are clamped into it).
         max_abs: entries with ``max(|l|, |u|)`` above this get constant lines.
+        lines64: optional fused form of ``slope_range``, the slope map and ``offsets``:
+            ``(p, l, u, dtype) -> (a_lo, a_up, b_lo, b_up)`` on finite float64 ``l, u`` with
+            relative slopes ``p`` (``[2, ...]``), slopes rounded to ``dtype``, rigorous biases
+            (before :func:`relax_lines`' outward margins). Lets an op share ``f(l), f(u)``
+            between the slope range and the biases.
     """
 
     interval: Callable[[Tensor, Tensor], Pair]
@@ -309,6 +316,7 @@ class SlopeFamily:
     fscale: float = 0.0
     limits: tuple[float, float] = (-INF, INF)
     max_abs: float = INF
+    lines64: Callable[[Tensor, Tensor, Tensor, torch.dtype], Quad] | None = None
 
 
 def exact_interval(family: SlopeFamily, l: Tensor, u: Tensor) -> Pair:
@@ -331,21 +339,36 @@ def default_alpha(family: SlopeFamily, l: Tensor, u: Tensor) -> Tensor:
     return p.to(l.dtype)
 
 
+def _finite_box(l: Tensor, u: Tensor, max_abs: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`sanitize` plus ``M = max(|l|, |u|)`` (0 on flagged entries), in few operations."""
+    l64, u64 = l.to(WORK), u.to(WORK)
+    m = torch.maximum(l64.abs(), u64.abs())
+    const = ~(m <= min(max_abs, _FMAX))  # infinite or NaN ends too
+    if bool(const.any()):
+        l64, u64 = torch.where(const, 0.0, l64), torch.where(const, 0.0, u64)
+        m = torch.where(const, 0.0, m)
+    return l64, u64, const, m
+
+
 def relax_lines(family: SlopeFamily, l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
     """Sound lines of ``f`` on ``[l, u]`` for relative slopes ``alpha`` (default if None)."""
     if alpha is None:
         alpha = default_alpha(family, l, u)
     dtype = l.dtype
-    l64, u64, const = sanitize(l, u, family.max_abs)
-    smin, smax = family.slope_range(l64, u64)
+    l64, u64, const, m = _finite_box(l, u, family.max_abs)
     p = alpha.to(WORK)
-    a_lo = absolute_slope(p[0], smin, smax).to(dtype).to(WORK)
-    a_up = absolute_slope(p[1], smin, smax).to(dtype).to(WORK)
-    b_lo, b_up = family.offsets(a_lo, a_up, l64, u64)
-    m = finite_abs_max(l64, u64)
-    base = ABS_MARGIN * (1.0 + family.fscale * m)
-    lb = round_outward(b_lo, dtype, base + 2.0 * eps_of(dtype) * a_lo.abs() * m, down=True)
-    ub = round_outward(b_up, dtype, base + 2.0 * eps_of(dtype) * a_up.abs() * m, down=False)
+    if family.lines64 is not None:
+        a_lo, a_up, b_lo, b_up = family.lines64(p, l64, u64, dtype)
+    else:
+        smin, smax = family.slope_range(l64, u64)
+        a_lo = absolute_slope(p[0], smin, smax).to(dtype).to(WORK)
+        a_up = absolute_slope(p[1], smin, smax).to(dtype).to(WORK)
+        b_lo, b_up = family.offsets(a_lo, a_up, l64, u64)
+    # Outward margins (the biases are finite: finite box, finite slopes, finite f).
+    e = 2.0 * eps_of(dtype)
+    base = ABS_MARGIN * (1.0 + family.fscale * m) if family.fscale else ABS_MARGIN
+    lb = (b_lo - (e * (1.0 + b_lo.abs() + a_lo.abs() * m) + base)).to(dtype)
+    ub = (b_up + (e * (1.0 + b_up.abs() + a_up.abs() * m) + base)).to(dtype)
     lw, uw = a_lo.to(dtype), a_up.to(dtype)
     if bool(const.any()):
         c_lo, c_hi = exact_interval(family, l, u)

@@ -350,7 +350,8 @@ def test_bias_gradients_match_finite_differences(op: str, attrs: dict) -> None:
     """The envelope-theorem gradients of the exact biases (alpha-CROWN) are the true ones."""
     r = get_relaxation(op, attrs)
     l0 = torch.tensor([-3.0, -1.0, 0.5, -0.2, -4.0, 1.0], dtype=torch.float64)
-    u0 = torch.tensor([-1.0, 2.0, 3.0, 0.1, 4.0, 1.5], dtype=torch.float64)
+    # No box with |l| = |u|: there f'(l) = f'(u) is a kink of the slope range's minimum.
+    u0 = torch.tensor([-1.0, 2.0, 3.0, 0.1, 4.5, 1.5], dtype=torch.float64)
     a0 = torch.tensor([[0.2, 0.7, 0.4, 0.9, 0.1, 0.5], [0.6, 0.3, 0.8, 0.2, 0.9, 0.5]])
     a0 = a0.to(torch.float64)
 
@@ -375,3 +376,25 @@ def test_bias_gradients_match_finite_differences(op: str, attrs: dict) -> None:
             assert abs(float(grad[idx]) - float(numeric)) < 1e-4 * (1 + abs(float(numeric))), (
                 f"{op} d/d{'alu'[k]}{idx}: autograd {float(grad[idx])} vs numeric {float(numeric)}"
             )
+
+
+@pytest.mark.parametrize("fun", [SIGMOID, TANH, ERF], ids=["sigmoid", "tanh", "erf"])
+def test_fused_biases_equal_the_generic_bracketing(fun) -> None:
+    """The closed-form S-shape biases (``lines64``) match the generic piecewise bracketing."""
+    from bounds.relax.s_shaped import _s_lines, _s_shape
+    from bounds.relax.tangents import offset_range
+
+    g = torch.Generator().manual_seed(5)
+    c = torch.randn(4000, generator=g, dtype=torch.float64) * 4
+    w = torch.rand(4000, generator=g, dtype=torch.float64) ** 3 * 8
+    l, u = c - w, c + w
+    p = torch.rand(2, 4000, generator=g, dtype=torch.float64)
+    p[:, :50] = torch.tensor([[0.0], [1.0]])  # extreme slopes
+    a_lo, a_up, b_lo, b_up = _s_lines(fun, p, l, u, torch.float64)
+    ref_lo, ref_up = offset_range(_s_shape(fun), a_lo, a_up, l, u)
+    scale = 1e-12 * (1.0 + l.abs() + u.abs())
+    assert (b_lo <= ref_lo + scale).all() and (b_lo >= ref_lo - 1e-9).all()
+    assert (b_up >= ref_up - scale).all() and (b_up <= ref_up + 1e-9).all()
+    x = l + (u - l) * torch.rand(64, 4000, generator=g, dtype=torch.float64)
+    fx = fun.f(x)
+    assert (a_lo * x + b_lo <= fx + 1e-15).all() and (a_up * x + b_up >= fx - 1e-15).all()
