@@ -92,9 +92,10 @@ def _sigmoid_df(x: Tensor) -> Tensor:
 
 
 def _sigmoid_root(a: Tensor) -> Tensor:
-    """``x >= 0`` with ``sigmoid'(x) = a``: ``x = 2 log((1 + r) / (2 sqrt(a)))``, ``r = sqrt(1 - 4a)``.
+    """``x >= 0`` with ``sigmoid'(x) = a``: ``x = 2 log((1 + r) / (2 sqrt(a)))``.
 
-    (``sigmoid(x) = (1 + r) / 2`` solves ``s (1 - s) = a``; written without ``1 - s``.)
+    (``r = sqrt(1 - 4a)``; ``sigmoid(x) = (1 + r) / 2`` solves ``s (1 - s) = a``, written
+    without ``1 - s``.)
     """
     a = a.clamp(_TINY, 0.25)
     return 2.0 * torch.log((1.0 + (1.0 - 4.0 * a).sqrt()) / (2.0 * a.sqrt()))
