@@ -123,9 +123,7 @@ def _erf_root(a: Tensor) -> Tensor:
     return torch.log(2.0 / (_SQRT_PI * a)).clamp(min=0.0).sqrt()
 
 
-SIGMOID = SFunction(
-    torch.sigmoid, _sigmoid_df, _sigmoid_root, 750.0, lambda x, fx: fx * (1.0 - fx)
-)
+SIGMOID = SFunction(torch.sigmoid, _sigmoid_df, _sigmoid_root, 750.0, lambda x, fx: fx * (1.0 - fx))
 TANH = SFunction(torch.tanh, _tanh_df, _tanh_root, 375.0, lambda x, fx: (1.0 - fx) * (1.0 + fx))
 ERF = SFunction(torch.erf, _erf_df, _erf_root, 30.0, lambda x, fx: _erf_df(x))
 
