@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import torch
@@ -107,6 +107,16 @@ class Adam:
         self.moments = [
             [(torch.zeros_like(p), torch.zeros_like(p)) for p in ps] for ps, _ in self.groups
         ]
+
+    def select(self, new: Mapping[int, Tensor], rows: Callable[[Tensor], Tensor]) -> None:
+        """Swap each parameter ``p`` for ``new[id(p)]`` and its moments for ``rows(m)``
+        (when a batch of problems shrinks mid-optimisation)."""
+        self.groups = [([new[id(p)] for p in ps], lr) for ps, lr in self.groups]
+        self.moments = [[(rows(m), rows(v)) for m, v in ms] for ms in self.moments]
+
+    def param_groups(self) -> list[dict]:
+        """The groups in the constructor's format."""
+        return [{"params": ps, "lr": lr} for ps, lr in self.groups]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for ps, _ in self.groups:

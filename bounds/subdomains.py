@@ -22,6 +22,7 @@ Intermediate nodes are not re-bounded by CROWN here (the reference's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -250,6 +251,8 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
     opt = None
     if req.iterations > 0 and groups:
         opt = Adam(groups, lr_decay=req.lr_decay)
+    full = _Full(B, best)
+    bounds_now, infeasible_now = intervals, infeasible
     lA: dict[str, Tensor] = {}
     input_A = None
     steps = 0
@@ -261,7 +264,7 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
                 bg,
                 bg.output_name,
                 A0,
-                intervals,
+                bounds_now,
                 alphas=alphas,
                 split_terms=terms,
                 record=req.record,
@@ -270,7 +273,8 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
         lb = res.lower
         with torch.no_grad():
             best = torch.maximum(best, lb.detach())
-            done = (best > thr).any(0) | infeasible
+            full.best[:, full.rows] = best
+            done = (best > thr).any(0) | infeasible_now
             lA = {k: v.detach() for k, v in (res.node_A or {}).items()}
             input_A = None if res.input_A is None else res.input_A.detach()
         if last or bool(done.all()):
@@ -291,18 +295,89 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
             project_(bg, alphas)
             for t in betas.values():
                 t.clamp_(min=0.0)
-    lower = best.T.contiguous()
+        n_done = int(done.sum())
+        if n_done and _COMPACT_FRACTION and n_done * _COMPACT_FRACTION >= done.numel():
+            # Verified subdomains leave the batch: the remaining steps cost what they bound.
+            keep = torch.nonzero(~done).flatten()
+            full.keep(keep)
+            old = {id(t): t for t in [*alphas.values(), *betas.values()]}
+            n = done.numel()
+            alphas = {k: _select_param(v, keep, n) for k, v in alphas.items()}
+            betas = {k: _select_param(v, keep, n) for k, v in betas.items()}
+            fresh = [*alphas.values(), *betas.values()]
+            opt.select({id(t): f for t, f in zip(old.values(), fresh)}, _Rows(keep, n))
+            groups = opt.param_groups()
+            bounds_now = {k: _select_bounds(v, keep) for k, v in bounds_now.items()}
+            constraints = {
+                k: SplitConstraint(*(t.index_select(0, keep) for t in dataclasses.astuple(c)))
+                for k, c in constraints.items()
+            }
+            A0, thr, best = A0.index_select(1, keep), thr.index_select(1, keep), best[:, keep]
+            infeasible_now = infeasible_now.index_select(0, keep)
+    lower = full.best.T.contiguous()
     lower[infeasible] = math.inf
     return BoundResult(
         lower=lower,
         infeasible=infeasible,
         intervals=intervals,
-        alphas={k: v.detach() for k, v in alphas.items()},
-        betas={k: v.detach() for k, v in betas.items()},
-        lA=lA,
-        input_A=input_A,
+        alphas={k: full.scatter(v.detach(), 2) for k, v in alphas.items()},
+        betas={k: full.scatter(v.detach(), 2) for k, v in betas.items()},
+        lA={k: full.scatter(v, 1) for k, v in lA.items()},
+        input_A=None if input_A is None else full.scatter(input_A, 1),
         iterations=steps,
     )
+
+
+# Drop verified subdomains from the optimisation once they are at least this fraction
+# (1/8) of the batch: a smaller batch saves less than the copies cost. 0: never.
+_COMPACT_FRACTION = 8
+
+
+class _Full:
+    """Which of the request's ``B`` subdomains are still optimised, and their best bounds."""
+
+    def __init__(self, B: int, best: Tensor) -> None:
+        self.B = B
+        self.rows = torch.arange(B, device=best.device)
+        self.best = best.clone()
+
+    def keep(self, keep: Tensor) -> None:
+        self.rows = self.rows[keep]
+
+    def scatter(self, t: Tensor, dim: int) -> Tensor:
+        """``t`` (domain dimension ``dim``, current rows) at full size; dropped rows 0."""
+        if self.rows.numel() == self.B:  # nothing was dropped
+            return t
+        shape = list(t.shape)
+        shape[dim] = self.B
+        return t.new_zeros(shape).index_copy_(dim, self.rows, t)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """``t -> _rows(t, keep, n)``."""
+
+    keep: Tensor
+    n: int
+
+    def __call__(self, t: Tensor) -> Tensor:
+        return _rows(t, self.keep, self.n)
+
+
+def _rows(t: Tensor, keep: Tensor, n: int) -> Tensor:
+    """Rows ``keep`` of dimension 2 (``n`` subdomains, or 1 shared by all)."""
+    return t.expand(*t.shape[:2], n, *t.shape[3:]).index_select(2, keep)
+
+
+def _select_param(t: Tensor, keep: Tensor, n: int) -> Tensor:
+    """Rows ``keep`` of a parameter (see :func:`_rows`), as a new leaf that requires grad."""
+    return _rows(t.detach(), keep, n).requires_grad_(True)
+
+
+def _select_bounds(b: Bounds, keep: Tensor) -> Bounds:
+    if b.lower.shape[0] == 1:  # shared by every subdomain
+        return b
+    return Bounds(b.lower.index_select(0, keep), b.upper.index_select(0, keep))
 
 
 def _start_alphas(

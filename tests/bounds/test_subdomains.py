@@ -97,3 +97,45 @@ def test_subdomain_bounds_hold_on_samples(name: str) -> None:
     assert res.input_A is not None and res.input_A.shape[:2] == (2, B)
     for z in splits:  # betas stay non-negative after the projection
         assert bool((res.betas[z] >= 0).all())
+
+
+@pytest.mark.parametrize("name", ["mlp_sigmoid", "mlp_relu"])
+def test_verified_subdomains_leave_the_optimisation(name: str, monkeypatch) -> None:
+    """Dropping verified subdomains mid-optimisation changes nothing for the others (Adam is
+    elementwise and each bound depends on its own parameters only)."""
+    import bounds.subdomains as sd
+
+    gen = torch.Generator().manual_seed(3)
+    bg = BoundGraph(load_onnx(zoo_model_path(name)))
+    shape = bg.input_shape
+    n = 8
+    centre = 0.2 * torch.rand((n,) + shape, generator=gen, dtype=torch.float64) - 0.1
+    lo, hi = centre - 0.3, centre + 0.3
+    root = crown_bounds(bg, Bounds(lo.min(0, keepdim=True).values, hi.max(0, keepdim=True).values))
+    n_out = math.prod(bg.shape(bg.output_name))
+    C = torch.randn(n, 2, n_out, generator=gen, dtype=torch.float64)
+    thr = torch.full((n, 2), math.inf, dtype=torch.float64)
+    thr[::2] = -math.inf  # every other subdomain is verified by the first pass
+    req = BoundRequest(
+        lower=lo,
+        upper=hi,
+        C=C,
+        thresholds=thr,
+        base=root,
+        iterations=4,
+        input_A=True,
+        record=frozenset(_split_nodes(bg)),
+    )
+    kept = bound_subdomains(bg, req)
+    monkeypatch.setattr(sd, "_COMPACT_FRACTION", 0)  # never drop
+    full = bound_subdomains(bg, req)
+    assert kept.iterations == full.iterations == 4
+    open_ = torch.arange(n) % 2 == 1
+    torch.testing.assert_close(kept.lower, full.lower, rtol=1e-9, atol=1e-9)
+    for k, v in full.alphas.items():
+        torch.testing.assert_close(kept.alphas[k][:, :, open_], v[:, :, open_])
+        assert not kept.alphas[k][:, :, ~open_].any()
+    for k, v in full.lA.items():
+        torch.testing.assert_close(kept.lA[k][:, open_], v[:, open_])
+    assert kept.input_A is not None and full.input_A is not None
+    torch.testing.assert_close(kept.input_A[:, open_], full.input_A[:, open_])
