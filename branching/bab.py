@@ -384,6 +384,7 @@ class _Search:
             record=self.record,
             input_A=True,
             initial=initial,
+            catchup=self.cfg.catchup_iterations if initial is not None else 0,
         )
         return bound_subdomains(self.bg, req)
 

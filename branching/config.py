@@ -39,6 +39,10 @@ class BabConfig:
         input_batch_size: boxes popped per round in input splitting.
         order: "lifo" or "worst" (see :class:`branching.domains.DomainStore`).
         iterations: alpha/beta Adam steps per round.
+        catchup_iterations: up to this many more steps for the children whose own bound
+            is still below their parent's after ``iterations`` (the others stop); without
+            them such a child keeps its parent's bound and parameters and is split again
+            without progress.
         root_iterations: Adam steps for the root domain.
         lr_alpha, lr_beta: step sizes.
         filter: bound both children of the heuristic's top ``filter`` candidates (one pass,
@@ -67,6 +71,7 @@ class BabConfig:
     input_batch_size: int = 512
     order: str = "lifo"
     iterations: int = 8
+    catchup_iterations: int = 8
     root_iterations: int = 20
     lr_alpha: float = 0.1
     lr_beta: float = 0.05
@@ -95,7 +100,10 @@ class BabConfig:
             (self.points in POINT_METHODS, f"bab.points must be one of {', '.join(POINT_METHODS)}"),
             (self.order in ORDERS, f"bab.order must be one of {', '.join(ORDERS)}"),
             (self.batch_size >= 1 and self.input_batch_size >= 1, "bab batch sizes must be >= 1"),
-            (self.iterations >= 0 and self.root_iterations >= 0, "bab iterations must be >= 0"),
+            (
+                min(self.iterations, self.root_iterations, self.catchup_iterations) >= 0,
+                "bab iterations must be >= 0",
+            ),
             (self.max_memory_mb > 0, "bab.max_memory_mb must be > 0"),
             (self.filter >= 1, "bab.filter must be >= 1"),
             (

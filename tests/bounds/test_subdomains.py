@@ -139,3 +139,34 @@ def test_verified_subdomains_leave_the_optimisation(name: str, monkeypatch) -> N
         torch.testing.assert_close(kept.lA[k][:, open_], v[:, open_])
     assert kept.input_A is not None and full.input_A is not None
     torch.testing.assert_close(kept.input_A[:, open_], full.input_A[:, open_])
+
+
+def test_catchup_steps_only_for_subdomains_below_their_known_bound() -> None:
+    """``catchup`` steps go on for the subdomains whose own bound is below ``initial``; the
+    others leave after ``iterations`` steps with exactly the outputs they would have had."""
+    gen = torch.Generator().manual_seed(4)
+    bg = BoundGraph(load_onnx(zoo_model_path("mlp_sigmoid")))
+    shape = bg.input_shape
+    n = 6
+    centre = 0.2 * torch.rand((n,) + shape, generator=gen, dtype=torch.float64) - 0.1
+    lo, hi = centre - 0.5, centre + 0.5
+    root = crown_bounds(bg, Bounds(lo.min(0, keepdim=True).values, hi.max(0, keepdim=True).values))
+    n_out = math.prod(bg.shape(bg.output_name))
+    C = torch.randn(n, 1, n_out, generator=gen, dtype=torch.float64)
+    thr = torch.full((n, 1), math.inf, dtype=torch.float64)
+    kw = dict(lower=lo, upper=hi, C=C, thresholds=thr, base=root, iterations=3, input_A=True)
+    kw["record"] = frozenset(_split_nodes(bg))
+    own = bound_subdomains(bg, BoundRequest(**kw)).lower  # what 3 steps reach
+    kw["thresholds"] = own + 2.0  # never reached; own margins -2
+    initial = own - 1.0
+    lag = torch.arange(n) < 2
+    initial[lag] = own[lag] + 1.0  # known margin -1, far above: these two lag behind
+    plain = bound_subdomains(bg, BoundRequest(**kw, initial=initial))
+    more = bound_subdomains(bg, BoundRequest(**kw, initial=initial, catchup=5))
+    assert plain.iterations == 3 and more.iterations == 8
+    torch.testing.assert_close(more.lower, plain.lower)  # the floors
+    for k, v in plain.alphas.items():
+        torch.testing.assert_close(more.alphas[k][:, :, ~lag], v[:, :, ~lag])
+        assert not torch.equal(more.alphas[k][:, :, lag], v[:, :, lag])
+    for k, v in plain.lA.items():
+        torch.testing.assert_close(more.lA[k][:, ~lag], v[:, ~lag])
