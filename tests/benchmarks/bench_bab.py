@@ -67,6 +67,7 @@ last = marks[-1] if marks else (start, 0)
 rate = (last[1] - first[1]) / max(1e-9, last[0] - first[0])
 print(json.dumps(dict(target=target, setting=extra or "default", reason=out.reason.value,
     domains=out.stats.domains_bounded, rounds=out.stats.rounds, rate=round(rate, 1),
+    worst=float("%.3g" % out.stats.worst_margin),
     rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))))
 """
 
@@ -82,8 +83,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     settings = args.sets or [""]
-    print("| target | setting | stop | domains | rounds | domains/s (search) | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| target | setting | stop | domains | rounds | domains/s (search) | worst margin "
+        "| peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for target in args.targets:
         for extra in settings:
             code = CHILD.format(
@@ -102,11 +106,11 @@ def main() -> int:
             try:
                 r = json.loads(out.stdout.strip().splitlines()[-1])
             except (IndexError, json.JSONDecodeError):
-                print(f"| {target} | {extra} | error: {out.stderr.strip()[-200:]} | | | | |")
+                print(f"| {target} | {extra} | error: {out.stderr.strip()[-200:]} | | | | | |")
                 continue
             print(
                 f"| {r['target']} | {r['setting']} | {r['reason']} | {r['domains']} | "
-                f"{r['rounds']} | {r['rate']} | {r['rss_mb']} |",
+                f"{r['rounds']} | {r['rate']} | {r['worst']} | {r['rss_mb']} |",
                 flush=True,
             )
     return 0
