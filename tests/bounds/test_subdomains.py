@@ -99,21 +99,26 @@ def test_subdomain_bounds_hold_on_samples(name: str) -> None:
         assert bool((res.betas[z] >= 0).all())
 
 
+def _boxes(name: str, n: int, rows: int, radius: float, seed: int):
+    """``n`` random boxes of a zoo net, root intervals over their union, ``rows`` random C."""
+    gen = torch.Generator().manual_seed(seed)
+    bg = BoundGraph(load_onnx(zoo_model_path(name)))
+    centre = 0.2 * torch.rand((n,) + bg.input_shape, generator=gen, dtype=torch.float64) - 0.1
+    lo, hi = centre - radius, centre + radius
+    root = crown_bounds(bg, Bounds(lo.min(0, keepdim=True).values, hi.max(0, keepdim=True).values))
+    n_out = math.prod(bg.shape(bg.output_name))
+    C = torch.randn(n, rows, n_out, generator=gen, dtype=torch.float64)
+    return bg, lo, hi, root, C
+
+
 @pytest.mark.parametrize("name", ["mlp_sigmoid", "mlp_relu"])
 def test_verified_subdomains_leave_the_optimisation(name: str, monkeypatch) -> None:
     """Dropping verified subdomains mid-optimisation changes nothing for the others (Adam is
     elementwise and each bound depends on its own parameters only)."""
     import bounds.subdomains as sd
 
-    gen = torch.Generator().manual_seed(3)
-    bg = BoundGraph(load_onnx(zoo_model_path(name)))
-    shape = bg.input_shape
     n = 8
-    centre = 0.2 * torch.rand((n,) + shape, generator=gen, dtype=torch.float64) - 0.1
-    lo, hi = centre - 0.3, centre + 0.3
-    root = crown_bounds(bg, Bounds(lo.min(0, keepdim=True).values, hi.max(0, keepdim=True).values))
-    n_out = math.prod(bg.shape(bg.output_name))
-    C = torch.randn(n, 2, n_out, generator=gen, dtype=torch.float64)
+    bg, lo, hi, root, C = _boxes(name, n, 2, radius=0.3, seed=3)
     thr = torch.full((n, 2), math.inf, dtype=torch.float64)
     thr[::2] = -math.inf  # every other subdomain is verified by the first pass
     req = BoundRequest(
@@ -144,15 +149,8 @@ def test_verified_subdomains_leave_the_optimisation(name: str, monkeypatch) -> N
 def test_catchup_steps_only_for_subdomains_below_their_known_bound() -> None:
     """``catchup`` steps go on for the subdomains whose own bound is below ``initial``; the
     others leave after ``iterations`` steps with exactly the outputs they would have had."""
-    gen = torch.Generator().manual_seed(4)
-    bg = BoundGraph(load_onnx(zoo_model_path("mlp_sigmoid")))
-    shape = bg.input_shape
     n = 6
-    centre = 0.2 * torch.rand((n,) + shape, generator=gen, dtype=torch.float64) - 0.1
-    lo, hi = centre - 0.5, centre + 0.5
-    root = crown_bounds(bg, Bounds(lo.min(0, keepdim=True).values, hi.max(0, keepdim=True).values))
-    n_out = math.prod(bg.shape(bg.output_name))
-    C = torch.randn(n, 1, n_out, generator=gen, dtype=torch.float64)
+    bg, lo, hi, root, C = _boxes("mlp_sigmoid", n, 1, radius=0.5, seed=4)
     thr = torch.full((n, 1), math.inf, dtype=torch.float64)
     kw = dict(lower=lo, upper=hi, C=C, thresholds=thr, base=root, iterations=3, input_A=True)
     kw["record"] = frozenset(_split_nodes(bg))
