@@ -242,8 +242,9 @@ def eps_of(dtype: torch.dtype) -> float:
 
 def finite_abs_max(l: Tensor, u: Tensor) -> Tensor:
     """``max(|l|, |u|)`` counting infinite ends as 0."""
-    al = torch.where(torch.isfinite(l), l.abs(), 0.0)
-    au = torch.where(torch.isfinite(u), u.abs(), 0.0)
+    # nan_to_num instead of isfinite + where (same values, a fraction of the time on a CPU)
+    al = torch.nan_to_num(l.abs(), nan=0.0, posinf=0.0)
+    au = torch.nan_to_num(u.abs(), nan=0.0, posinf=0.0)
     return torch.maximum(al, au)
 
 
@@ -253,21 +254,10 @@ def round_outward(x: Tensor, dtype: torch.dtype, extra: Tensor | float, down: bo
     Moves ``x`` by ``2*eps*(1 + |x|) + extra`` first (which dominates the cast's rounding);
     infinite values stay as they are.
     """
-    margin = 2.0 * eps_of(dtype) * (1.0 + x.abs()) + extra
-    margin = torch.where(torch.isfinite(x), margin, 0.0)
+    # The relative part is 0 where x is not finite (nan_to_num: isfinite + where cost more).
+    rel = torch.nan_to_num(2.0 * eps_of(dtype) * (1.0 + x.abs()), nan=0.0, posinf=0.0)
+    margin = rel + extra
     return (x - margin if down else x + margin).to(dtype)
-
-
-def sanitize(l: Tensor, u: Tensor, max_abs: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Float64 copies of ``l``, ``u`` and the mask of entries relaxed by constant lines.
-
-    Entries with an infinite end or ``max(|l|, |u|) > max_abs`` are replaced by ``0`` (so the
-    line computations stay finite and NaN-free, also in the gradient) and flagged.
-    """
-    l64, u64 = l.to(WORK), u.to(WORK)
-    const = ~(torch.isfinite(l64) & torch.isfinite(u64))
-    const = const | (finite_abs_max(l64, u64) > max_abs)
-    return torch.where(const, 0.0, l64), torch.where(const, 0.0, u64), const
 
 
 def chord_slope(f: Fn, df: Fn, l: Tensor, u: Tensor) -> Tensor:
@@ -333,7 +323,7 @@ def exact_interval(family: SlopeFamily, l: Tensor, u: Tensor) -> Pair:
 
 def default_alpha(family: SlopeFamily, l: Tensor, u: Tensor) -> Tensor:
     """``[2, *l.shape]`` relative slopes of the default relaxation (dtype of ``l``)."""
-    l64, u64, _ = sanitize(l, u, family.max_abs)
+    l64, u64, _, _ = finite_box(l, u, family.max_abs)
     with torch.no_grad():
         smin, smax = family.slope_range(l64, u64)
         s_lo, s_up = family.default_slopes(l64, u64)
@@ -341,8 +331,13 @@ def default_alpha(family: SlopeFamily, l: Tensor, u: Tensor) -> Tensor:
     return p.to(l.dtype)
 
 
-def _finite_box(l: Tensor, u: Tensor, max_abs: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:func:`sanitize` plus ``M = max(|l|, |u|)`` (0 on flagged entries), in few operations."""
+def finite_box(l: Tensor, u: Tensor, max_abs: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Float64 ``l``, ``u``, the mask of entries relaxed by constant lines, ``max(|l|, |u|)``.
+
+    Entries with an infinite or NaN end or ``max(|l|, |u|) > max_abs`` are flagged and
+    replaced by ``0`` (so the line computations stay finite and NaN-free, also in the
+    gradient); their ``max(|l|, |u|)`` is 0 too.
+    """
     l64, u64 = l.to(WORK), u.to(WORK)
     m = torch.maximum(l64.abs(), u64.abs())
     const = ~(m <= min(max_abs, _FMAX))  # infinite or NaN ends too
@@ -357,7 +352,7 @@ def relax_lines(family: SlopeFamily, l: Tensor, u: Tensor, alpha: Tensor | None)
     if alpha is None:
         alpha = default_alpha(family, l, u)
     dtype = l.dtype
-    l64, u64, const, m = _finite_box(l, u, family.max_abs)
+    l64, u64, const, m = finite_box(l, u, family.max_abs)
     p = alpha.to(WORK)
     if family.lines64 is not None:
         a_lo, a_up, b_lo, b_up = family.lines64(p, l64, u64, dtype)
