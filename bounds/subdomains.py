@@ -11,7 +11,9 @@ subdomains) and returns one :class:`BoundResult`:
   infeasible (nothing to prove there);
 * alpha (relaxation parameters) and beta (multipliers of the split constraints, with the
   split point as a bias: ``beta·s·(z - p)``) are optimised jointly by Adam, warm-started
-  from the parent's values;
+  from the parent's values; verified subdomains leave the batch as soon as they are an
+  eighth of it, and after the regular steps the ones whose own bound lags far behind the
+  known one (``initial``) go on alone for up to ``catchup`` more steps;
 * the result carries what branching needs next: the optimised alpha and beta, the
   coefficients ``lA`` of the objective with respect to every nonlinear node's output
   (BBPS), and the input coefficients of the lower bound (candidate counterexamples).
