@@ -209,6 +209,15 @@ def test_row_carries_engine_stop_domains_and_timeout(folder: Path) -> None:
     for part in ("lin.onnx sat.vnnlib: unsat (proved) 1.2 s", "expected sat", "ref. sat 1.5 s"):
         assert part in line
     assert "domains 42" in line and line.endswith("remaining 1") and "WRONG" in line
+    # A sat on an expected=unsat row: wrong unless its witness checks (then it refutes).
+    unsat_inst = next(i for i in read_instances(folder) if i.key != inst.key)
+    sat_row = _row(unsat_inst, "sat\n((X_0 0.0))\n", 0, "", 1.0, 3.0)
+    for ok, flag, wrong in ((True, "REFUTES EXPECTED", 0), (False, "WRONG", 1)):
+        p = _Progress([folder], check=lambda r, ok=ok: (ok, ""))
+        p.expected[sat_row.key] = "unsat"
+        p.total = 1
+        p.add(sat_row)
+        assert flag in p.row_line(sat_row) and p.wrong == wrong and p.solved == 1 - wrong
 
 
 def test_outcomes_count_answers_reference_and_overrun() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ __all__ = [
     "Row",
     "read_results",
     "run_bench",
+    "sat_checker",
 ]
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def _select(folders: Sequence[Path], options: BenchOptions) -> tuple[list[Instan
     return instances, expected
 
 
-def _sat_checker(out: Path, folders: dict[str, Path]) -> Callable[[Row], tuple[bool, str]]:
+def sat_checker(out: Path, folders: Mapping[str, Path]) -> Callable[[Row], tuple[bool, str]]:
     """Checks a ``sat`` row's saved witness with the competition's rules."""
 
     def check(row: Row) -> tuple[bool, str]:
@@ -252,7 +253,7 @@ def run_bench(
     wanted = {i.key for i in instances}
     rows = [r for r in read_results(results_csv) if r.key in wanted]
 
-    scored = score_rows(rows, expected, _sat_checker(options.out, by_name))
+    scored = score_rows(rows, expected, sat_checker(options.out, by_name))
     title = "nlverify on " + ", ".join(f.name for f in folders)
     if options.timeout_scale != 1.0:
         title += f" (timeouts x{options.timeout_scale:g})"

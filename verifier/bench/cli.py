@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from verifier.bench import BenchOptions, Row, run_bench
+from verifier.bench import BenchOptions, Row, run_bench, sat_checker
 from verifier.bench.instances import Expected, parse_rows, read_expected
 from verifier.bench.runner import BACKENDS
 from verifier.config import InputError
@@ -66,21 +66,41 @@ def settings_args(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 class _Progress:
-    """Counts solved / wrong / remaining against the expected answers while rows arrive."""
+    """Counts solved / wrong / remaining against the expected answers while rows arrive.
 
-    def __init__(self, folders: list[Path]) -> None:
+    ``check`` checks a ``sat`` row's saved witness: a ``sat`` on an ``expected=unsat`` row
+    whose witness checks refutes the expected answer (as the report scores it), it is not
+    wrong. Without ``check`` such a row counts as wrong until the report says otherwise.
+    """
+
+    def __init__(
+        self, folders: list[Path], check: Callable[[Row], tuple[bool, str]] | None = None
+    ) -> None:
         self.known: dict[tuple[str, str, str], Expected] = {}
         for folder in folders:
             for (onnx, spec), exp in read_expected(folder).items():
                 self.known[(folder.name, onnx, spec)] = exp
         self.expected = {key: exp.expected for key, exp in self.known.items()}
+        self.check = check
+        self.verdicts: dict[tuple[str, str, str], str] = {}
         self.solved = self.wrong = self.done = 0
         self.total = 0
 
+    def verdict(self, row: Row) -> str:
+        """'' (agrees or nothing known), 'wrong', or 'refutes' (checked witness)."""
+        if row.key not in self.verdicts:
+            want = self.expected.get(row.key, "")
+            out = ""
+            if row.result in ("sat", "unsat") and want in ("sat", "unsat") and want != row.result:
+                out = "wrong"
+                if row.result == "sat" and self.check is not None and self.check(row)[0]:
+                    out = "refutes"
+            self.verdicts[row.key] = out
+        return self.verdicts[row.key]
+
     def is_wrong(self, row: Row) -> bool:
-        """A decisive answer that contradicts a known one (the witness is checked later)."""
-        want = self.expected.get(row.key, "")
-        return row.result in ("sat", "unsat") and want in ("sat", "unsat") and want != row.result
+        """A decisive answer that contradicts a known one (not refuting it with a witness)."""
+        return self.verdict(row) == "wrong"
 
     def add(self, row: Row) -> None:
         self.done += 1
@@ -107,7 +127,8 @@ class _Progress:
                 f", expected {exp.expected or '?'}, ref. {exp.reference_result or '-'}{ref_time}"
             )
         text += f", domains {row.domains}"
-        return text + ("  WRONG" if self.is_wrong(row) else "") + f"  |  {self.line()}"
+        flag = {"wrong": "  WRONG", "refutes": "  REFUTES EXPECTED (witness checks)"}
+        return text + flag.get(self.verdict(row), "") + f"  |  {self.line()}"
 
 
 def _with_progress(
@@ -181,7 +202,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         threads=args.threads,
     )
     folders = [Path(f) for f in args.folders]
-    progress = _Progress(folders)
+    progress = _Progress(folders, sat_checker(args.out, {f.name: f for f in folders}))
     try:
         outcome = _with_progress(
             progress, lambda on_row, on_start: run_bench(folders, options, on_row, on_start)
