@@ -28,6 +28,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -267,7 +268,6 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
         lb = res.lower
         with torch.no_grad():
             done, finished = st.update(lb.detach(), catching_up=it >= req.iterations)
-            full.best[:, full.rows] = st.best
             lA = {k: v.detach() for k, v in (res.node_A or {}).items()}
             input_A = None if res.input_A is None else res.input_A.detach()
         if last or bool(finished.all()):
@@ -297,9 +297,9 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
                     t.clamp_(min=0.0)
         if compact:  # they leave the batch: the remaining steps cost what they bound
             keep = torch.nonzero(~finished).flatten()
-            full.keep(keep)
+            full.keep(keep, st.best)
             st.keep(keep, opt)
-    lower = full.best.T.contiguous()
+    lower = full.lower(st.best)
     lower[infeasible] = math.inf
     return BoundResult(
         lower=lower,
@@ -370,15 +370,11 @@ class _State:
         done = (self.best > self.thr).any(0) | self.infeasible
         if not catching_up:
             return done, done
-        return done, done | ~self.lagging()
-
-    def lagging(self) -> Tensor:
-        """``[B]``: the own margin (best row) is below the known one by more than
-        ``_LAG_TOLERANCE`` times the known one's distance to the threshold (verified: False)."""
-        done = (self.best > self.thr).any(0) | self.infeasible
+        # Lagging: the own margin (best row) is below the known one by more than
+        # ``_LAG_TOLERANCE`` times the known one's distance to the threshold.
         own = (self.own - self.thr).max(0).values
         known = (self.floor - self.thr).max(0).values
-        return (own < known - _LAG_TOLERANCE * known.abs()) & ~done
+        return done, done | ~(own < known - _LAG_TOLERANCE * known.abs())
 
     def keep(self, keep: Tensor, opt: Adam) -> None:
         """Keep subdomains ``keep`` only (parameters, Adam moments and all)."""
@@ -387,7 +383,7 @@ class _State:
         self.alphas = {k: _select_param(v, keep, n) for k, v in self.alphas.items()}
         self.betas = {k: _select_param(v, keep, n) for k, v in self.betas.items()}
         fresh = [*self.alphas.values(), *self.betas.values()]
-        opt.select({id(t): f for t, f in zip(old, fresh)}, _Rows(keep, n))
+        opt.select({id(t): f for t, f in zip(old, fresh)}, partial(_rows, keep=keep, n=n))
         self.bounds = {k: _select_bounds(v, keep) for k, v in self.bounds.items()}
         self.constraints = {
             k: SplitConstraint(*(t.index_select(0, keep) for t in dataclasses.astuple(c)))
@@ -419,17 +415,24 @@ class _Full:
         self.best = best.clone()
         self.out: dict[str, Tensor] = {}
 
-    def keep(self, keep: Tensor) -> None:
+    def keep(self, keep: Tensor, best: Tensor) -> None:
+        """Record the current rows' ``best`` bounds, then keep rows ``keep`` only."""
+        self.best[:, self.rows] = best
         self.rows = self.rows[keep]
 
-    def _put(self, key: str, t: Tensor, dim: int, local: Tensor) -> None:
-        """Rows ``local`` (current numbering) of ``t`` into the full-size ``out[key]``."""
+    def lower(self, best: Tensor) -> Tensor:
+        """``[B, S]`` best bounds, the current rows' being ``best``."""
+        self.best[:, self.rows] = best
+        return self.best.T.contiguous()
+
+    def _put(self, key: str, sel: Tensor, dim: int, local: Tensor) -> None:
+        """``sel``, rows ``local`` (current numbering) along ``dim``, into ``out[key]``."""
         buf = self.out.get(key)
         if buf is None:
-            shape = list(t.shape)
+            shape = list(sel.shape)
             shape[dim] = self.B
-            buf = self.out[key] = t.new_zeros(shape)
-        buf.index_copy_(dim, self.rows[local], t.index_select(dim, local))
+            buf = self.out[key] = sel.new_zeros(shape)
+        buf.index_copy_(dim, self.rows[local], sel)
 
     def save(
         self,
@@ -444,12 +447,11 @@ class _Full:
         with torch.no_grad():
             for prefix, params in (("alpha/", alphas), ("beta/", betas)):
                 for k, v in params.items():
-                    v = v.detach()
-                    self._put(prefix + k, v.expand(*v.shape[:2], n, *v.shape[3:]), 2, local)
+                    self._put(prefix + k, _rows(v.detach(), local, n), 2, local)
             for k, v in lA.items():
-                self._put(f"lA/{k}", v, 1, local)
+                self._put(f"lA/{k}", v.index_select(1, local), 1, local)
             if input_A is not None:
-                self._put("input_A", input_A, 1, local)
+                self._put("input_A", input_A.index_select(1, local), 1, local)
 
     def final(self, key: str, t: Tensor, dim: int) -> Tensor:
         """``t`` (current rows) completed to full size with the saved and dropped rows."""
@@ -458,17 +460,6 @@ class _Full:
         local = torch.arange(self.rows.numel(), device=self.rows.device)
         self._put(key, t, dim, local)
         return self.out[key]
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """``t -> _rows(t, keep, n)``."""
-
-    keep: Tensor
-    n: int
-
-    def __call__(self, t: Tensor) -> Tensor:
-        return _rows(t, self.keep, self.n)
 
 
 def _rows(t: Tensor, keep: Tensor, n: int) -> Tensor:

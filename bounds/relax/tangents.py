@@ -324,11 +324,15 @@ def exact_interval(family: SlopeFamily, l: Tensor, u: Tensor) -> Pair:
 def default_alpha(family: SlopeFamily, l: Tensor, u: Tensor) -> Tensor:
     """``[2, *l.shape]`` relative slopes of the default relaxation (dtype of ``l``)."""
     l64, u64, _, _ = finite_box(l, u, family.max_abs)
+    return _default_p(family, l64, u64).to(l.dtype)
+
+
+def _default_p(family: SlopeFamily, l64: Tensor, u64: Tensor) -> Tensor:
+    """:func:`default_alpha` on the float64 box of :func:`finite_box` (float64)."""
     with torch.no_grad():
         smin, smax = family.slope_range(l64, u64)
         s_lo, s_up = family.default_slopes(l64, u64)
-        p = torch.stack([relative_slope(s_lo, smin, smax), relative_slope(s_up, smin, smax)])
-    return p.to(l.dtype)
+        return torch.stack([relative_slope(s_lo, smin, smax), relative_slope(s_up, smin, smax)])
 
 
 def finite_box(l: Tensor, u: Tensor, max_abs: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -349,11 +353,12 @@ def finite_box(l: Tensor, u: Tensor, max_abs: float) -> tuple[Tensor, Tensor, Te
 
 def relax_lines(family: SlopeFamily, l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
     """Sound lines of ``f`` on ``[l, u]`` for relative slopes ``alpha`` (default if None)."""
-    if alpha is None:
-        alpha = default_alpha(family, l, u)
     dtype = l.dtype
     l64, u64, const, m = finite_box(l, u, family.max_abs)
-    p = alpha.to(WORK)
+    if alpha is None:  # as :func:`default_alpha` returns them (in ``dtype``)
+        p = _default_p(family, l64, u64).to(dtype).to(WORK)
+    else:
+        p = alpha.to(WORK)
     if family.lines64 is not None:
         a_lo, a_up, b_lo, b_up = family.lines64(p, l64, u64, dtype)
     else:
