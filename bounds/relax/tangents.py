@@ -299,6 +299,10 @@ class SlopeFamily:
             relative slopes ``p`` (``[2, ...]``), slopes rounded to ``dtype``, rigorous biases
             (before :func:`relax_lines`' outward margins). Lets an op share ``f(l), f(u)``
             between the slope range and the biases.
+        compiled: optional compiled form of the whole of :func:`relax_lines`:
+            ``(l, u, alpha, eps) -> Lines``, or None where it does not apply (then the torch
+            path runs); ``eps`` is :func:`eps_of` the dtype.
+        compiled_default: likewise for :func:`default_alpha`.
     """
 
     interval: Callable[[Tensor, Tensor], Pair]
@@ -309,6 +313,8 @@ class SlopeFamily:
     limits: tuple[float, float] = (-INF, INF)
     max_abs: float = INF
     lines64: Callable[[Tensor, Tensor, Tensor, torch.dtype], Quad] | None = None
+    compiled: Callable[[Tensor, Tensor, Tensor | None, float], Lines | None] | None = None
+    compiled_default: Callable[[Tensor, Tensor], Tensor | None] | None = None
 
 
 def exact_interval(family: SlopeFamily, l: Tensor, u: Tensor) -> Pair:
@@ -323,6 +329,10 @@ def exact_interval(family: SlopeFamily, l: Tensor, u: Tensor) -> Pair:
 
 def default_alpha(family: SlopeFamily, l: Tensor, u: Tensor) -> Tensor:
     """``[2, *l.shape]`` relative slopes of the default relaxation (dtype of ``l``)."""
+    if family.compiled_default is not None:
+        p = family.compiled_default(l, u)
+        if p is not None:
+            return p
     l64, u64, _, _ = finite_box(l, u, family.max_abs)
     return _default_p(family, l64, u64).to(l.dtype)
 
@@ -353,6 +363,10 @@ def finite_box(l: Tensor, u: Tensor, max_abs: float) -> tuple[Tensor, Tensor, Te
 
 def relax_lines(family: SlopeFamily, l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
     """Sound lines of ``f`` on ``[l, u]`` for relative slopes ``alpha`` (default if None)."""
+    if family.compiled is not None:
+        lines = family.compiled(l, u, alpha, eps_of(l.dtype))
+        if lines is not None:
+            return lines
     dtype = l.dtype
     l64, u64, const, m = finite_box(l, u, family.max_abs)
     if alpha is None:  # as :func:`default_alpha` returns them (in ``dtype``)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import special
 
-from bounds.relax import get_relaxation
+from bounds.relax import get_relaxation, s_kernel
 from bounds.relax.s_shaped import ERF, GELU, GELU_TANH, SIGMOID, TANH, d_lower
 from bounds.relax.tangents import bisect, convex_min_bound
 
@@ -43,6 +43,11 @@ SPECIAL = {
     "Gelu": [0.0, math.sqrt(2.0), -math.sqrt(2.0), GELU.xmin],
     "GeluTanh": [0.0, GELU_TANH.p, -GELU_TANH.p, GELU_TANH.xmin],
 }
+# (op, path): "default" is what the engine runs (the compiled kernels of
+# bounds.relax.s_kernel for Sigmoid/Tanh/Erf on CPU), "torch" switches the kernels off.
+PATHS = [pytest.param(k, "default", id=k) for k in OPS] + [
+    pytest.param(k, "torch", id=f"{k}-torch") for k in ("Sigmoid", "Tanh", "Erf")
+]
 SETTINGS = settings(
     max_examples=50,
     deadline=None,
@@ -111,8 +116,9 @@ def to_boxes(raw, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     return lt, torch.maximum(lt, ut)
 
 
-@pytest.mark.parametrize("key", list(OPS))
-def test_sound_on_random_boxes(key: str) -> None:
+@pytest.mark.parametrize(("key", "path"), PATHS)
+def test_sound_on_random_boxes(key: str, path: str, monkeypatch) -> None:
+    monkeypatch.setattr(s_kernel, "ENABLED", path == "default")
     @SETTINGS
     @given(
         raw=box_strategy(key),
@@ -130,9 +136,10 @@ def test_sound_on_random_boxes(key: str) -> None:
     run()
 
 
-@pytest.mark.parametrize("key", list(OPS))
+@pytest.mark.parametrize(("key", "path"), PATHS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_infinite_and_huge_bounds(key: str, dtype: torch.dtype) -> None:
+def test_infinite_and_huge_bounds(key: str, path: str, dtype: torch.dtype, monkeypatch) -> None:
+    monkeypatch.setattr(s_kernel, "ENABLED", path == "default")
     inf = math.inf
     pairs = [
         (-inf, inf),
@@ -165,8 +172,9 @@ def test_infinite_and_huge_bounds(key: str, dtype: torch.dtype) -> None:
         assert hi[0] == inf and lo[0] < 0 and lo[0] > -0.18
 
 
-@pytest.mark.parametrize("key", list(OPS))
-def test_point_boxes_pass_through_the_value(key: str) -> None:
+@pytest.mark.parametrize(("key", "path"), PATHS)
+def test_point_boxes_pass_through_the_value(key: str, path: str, monkeypatch) -> None:
+    monkeypatch.setattr(s_kernel, "ENABLED", path == "default")
     x = torch.tensor([-50.0, -3.0, -1.2, -0.75, 0.0, 0.4, 1.41, 2.5, 49.0], dtype=torch.float64)
     r = relaxation(key)
     lines = r.relax(x, x, None)
@@ -177,8 +185,9 @@ def test_point_boxes_pass_through_the_value(key: str) -> None:
     assert torch.allclose(lo, f, atol=1e-9) and torch.allclose(hi, f, atol=1e-9)
 
 
-@pytest.mark.parametrize("key", list(OPS))
-def test_default_is_tight_on_narrow_boxes(key: str) -> None:
+@pytest.mark.parametrize(("key", "path"), PATHS)
+def test_default_is_tight_on_narrow_boxes(key: str, path: str, monkeypatch) -> None:
+    monkeypatch.setattr(s_kernel, "ENABLED", path == "default")
     rng = np.random.default_rng(1)
     l = torch.tensor(rng.uniform(-8.0, 8.0, 400))
     u = l + 0.1
@@ -254,8 +263,9 @@ def test_interval_is_exact(key: str) -> None:
     assert torch.allclose(hi, f.max(1).values, atol=1e-3)
 
 
-@pytest.mark.parametrize("key", list(OPS))
-def test_alpha_batching_and_default(key: str) -> None:
+@pytest.mark.parametrize(("key", "path"), PATHS)
+def test_alpha_batching_and_default(key: str, path: str, monkeypatch) -> None:
+    monkeypatch.setattr(s_kernel, "ENABLED", path == "default")
     r = relaxation(key)
     l = torch.tensor([[-2.0, -0.3, 0.5], [-9.0, 1.5, -1.0]], dtype=torch.float32)
     u = l + torch.tensor([[3.0, 0.2, 1.0], [5.0, 0.01, 3.5]], dtype=torch.float32)
