@@ -43,6 +43,9 @@ _FMAX = float(np.finfo(np.float64).max)
 _STEPS_BRACKET = 14
 _NEWTON_STEPS = 3
 _CAPS = (750.0, 375.0, 30.0)  # |d_L| search limits (as SFunction.cap)
+_TAB_SCALE = 128.0  # d_L table: u = 0, 1/128, ..., 64
+_TAB_SIZE = 8193
+_TABLES: dict[int, np.ndarray] = {}
 _LIMITS = ((0.0, 1.0), (-1.0, 1.0), (-1.0, 1.0))
 
 
@@ -108,21 +111,25 @@ def _f_at(kind, x, l, u, fl, fu):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _d_lower(kind, cap, u, fu):
+def _d_lower(kind, cap, u, fu, tab):
     """Tangent point ``t <= 0`` whose tangent passes through ``(u, f(u) = fu)`` (``u > 0``).
 
-    14 bisection steps, then 3 Newton steps inside the bracket (as ``s_shaped.d_lower``).
+    ``d_L`` decreases with ``u``, so the table of ``d_L`` at ``u = i / _TAB_SCALE`` brackets
+    it between two neighbours (beyond the table: 14 bisection steps, as
+    ``s_shaped.d_lower``); 3 Newton steps inside the bracket finish. Only tightness depends
+    on the result: every slope gets its rigorous bias.
     """
     lo = max(-u, -cap)
     hi = 0.0
-    for _ in range(_STEPS_BRACKET):
-        mid = 0.5 * (lo + hi)
-        fm = _f(kind, mid)
-        v = fm + _dfa(kind, mid, fm) * (u - mid) - fu
-        if v <= 0.0:  # NaN counts as positive, as in tangents.bisect
-            lo = mid
-        else:
-            hi = mid
+    x = u * _TAB_SCALE
+    if x < tab.shape[0] - 1:
+        i = int(x)
+        lo = max(lo, tab[i + 1] - 1e-12 * (1.0 - tab[i + 1]))
+        hi = min(hi, tab[i] + 1e-12 * (1.0 - tab[i]))
+        if lo > hi:
+            lo = hi
+    else:
+        lo, hi = _bisect_d_lower(kind, u, fu, lo, hi, _STEPS_BRACKET)
     t = lo
     for _ in range(_NEWTON_STEPS):
         ft = _f(kind, t)
@@ -132,6 +139,31 @@ def _d_lower(kind, cap, u, fu):
             step = 0.0
         t = min(max(t - step, lo), hi)
     return t
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _bisect_d_lower(kind, u, fu, lo, hi, steps):
+    """Bisection bracket ``(lo, hi)`` of ``d_L(u)`` (``G(lo) <= 0 < G(hi)``)."""
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        fm = _f(kind, mid)
+        v = fm + _dfa(kind, mid, fm) * (u - mid) - fu
+        if v <= 0.0:  # NaN counts as positive, as in tangents.bisect
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _d_lower_table(kind, cap, n):
+    """``d_L(i / _TAB_SCALE)`` for ``i < n`` (60 bisection steps: float64 resolution)."""
+    out = np.zeros(n)
+    for i in range(1, n):
+        u = i / _TAB_SCALE
+        lo, hi = _bisect_d_lower(kind, u, _f(kind, u), max(-u, -cap), 0.0, 60)
+        out[i] = lo
+    return out
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -159,7 +191,7 @@ def _df_at(kind, x):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _default_slopes(kind, cap, l, u, fl, fu):
+def _default_slopes(kind, cap, l, u, fl, fu, tab):
     """Default (lower, upper) slopes of the S-shape rules (as ``_s_default``)."""
     m = 0.5 * (l + u)
     w = u - l
@@ -174,11 +206,11 @@ def _default_slopes(kind, cap, l, u, fl, fu):
     if k <= _dfa(kind, l, fl):
         low = k
     else:
-        low = _df_at(kind, min(_d_lower(kind, cap, u, fu), m))
+        low = _df_at(kind, min(_d_lower(kind, cap, u, fu, tab), m))
     if k <= _dfa(kind, u, fu):
         up = k
     else:
-        up = _df_at(kind, max(-_d_lower(kind, cap, -l, _f(kind, -l)), m))
+        up = _df_at(kind, max(-_d_lower(kind, cap, -l, _f(kind, -l), tab), m))
     return low, up
 
 
@@ -224,7 +256,7 @@ def _bias(kind, a, l, u, fl, fu, lower):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _lines(kind, cap, lim_lo, lim_hi, e, l, u, p0, p1, has_p, lw, lb, uw, ub, dl, xl, du, xu):
+def _lines(kind, cap, tab, lim_lo, lim_hi, e, l, u, p0, p1, has_p, lw, lb, uw, ub, dl, xl, du, xu):
     """One pass over the elements; writes lines (``lw``'s dtype) and gradient factors."""
     one = lw[:1].copy()  # dtype of the outputs, for the cast of the relative slopes
     for i in range(l.shape[0]):
@@ -256,7 +288,7 @@ def _lines(kind, cap, lim_lo, lim_hi, e, l, u, p0, p1, has_p, lw, lb, uw, ub, dl
             q1 = np.float64(p1[i])
         else:
             # as relax_lines(alpha=None): default_alpha's relative slopes, in the dtype
-            s_lo, s_up = _default_slopes(kind, cap, li, ui, fl, fu)
+            s_lo, s_up = _default_slopes(kind, cap, li, ui, fl, fu, tab)
             one[0] = _relative(s_lo, smin, smax)
             q0 = np.float64(one[0])
             one[0] = _relative(s_up, smin, smax)
@@ -292,7 +324,7 @@ def _lines(kind, cap, lim_lo, lim_hi, e, l, u, p0, p1, has_p, lw, lb, uw, ub, dl
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _default_p(kind, cap, l, u, out0, out1):
+def _default_p(kind, cap, tab, l, u, out0, out1):
     """Relative default slopes (as ``default_alpha``): 0 on non-finite boxes."""
     for i in range(l.shape[0]):
         li = np.float64(l[i])
@@ -302,7 +334,7 @@ def _default_p(kind, cap, l, u, out0, out1):
             ui = 0.0
         fl = _f(kind, li)
         fu = _f(kind, ui)
-        s_lo, s_up = _default_slopes(kind, cap, li, ui, fl, fu)
+        s_lo, s_up = _default_slopes(kind, cap, li, ui, fl, fu, tab)
         smin = min(_dfx(kind, li, fl), _dfx(kind, ui, fu))
         smax = _dfx(kind, min(max(li, 0.0), ui), _f_at(kind, min(max(li, 0.0), ui), li, ui, fl, fu))
         out0[i] = _relative(s_lo, smin, smax)
@@ -348,6 +380,13 @@ def applicable(l: Tensor, u: Tensor, p: Tensor | None) -> bool:
 _DTYPES = (torch.float32, torch.float64)
 
 
+def _table(kind: int) -> np.ndarray:
+    """The ``d_L`` table of ``kind`` (built on first use, about 10 ms)."""
+    if kind not in _TABLES:
+        _TABLES[kind] = _d_lower_table(kind, _CAPS[kind], _TAB_SIZE)
+    return _TABLES[kind]
+
+
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     """Broadcast shape of ``a`` and ``b`` (``torch.broadcast_shapes`` costs ~0.5 ms)."""
     if a == b:
@@ -384,7 +423,8 @@ def kernel_lines(kind: int, l: Tensor, u: Tensor, p: Tensor | None, eps: float) 
     outs = [torch.empty(shape, dtype=dtype) for _ in range(8)]
     flat = [t.view(-1).numpy() for t in (lc, uc, p0, p1, *outs)]
     lim = _LIMITS[kind]
-    _lines(kind, _CAPS[kind], lim[0], lim[1], eps, *flat[:4], p is not None, *flat[4:])
+    _lines(kind, _CAPS[kind], _table(kind), lim[0], lim[1], eps, *flat[:4], p is not None,
+           *flat[4:])
     lw, lb, uw, ub, dl, xl, du, xu = outs
     if p is not None and p.requires_grad and torch.is_grad_enabled():
         lw, lb, uw, ub = _LinesFn.apply(p, lw, lb, uw, ub, dl, xl, du, xu, shape)
@@ -395,6 +435,6 @@ def kernel_default_p(kind: int, l: Tensor, u: Tensor) -> Tensor:
     """``[2, *l.shape]`` relative default slopes in ``l``'s dtype (CPU float32/float64)."""
     lc, uc = l.detach().contiguous(), u.detach().contiguous()
     out = torch.empty((2,) + tuple(l.shape), dtype=l.dtype)
-    _default_p(kind, _CAPS[kind], lc.view(-1).numpy(), uc.view(-1).numpy(),
+    _default_p(kind, _CAPS[kind], _table(kind), lc.view(-1).numpy(), uc.view(-1).numpy(),
                out[0].view(-1).numpy(), out[1].view(-1).numpy())
     return out
