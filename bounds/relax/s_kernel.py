@@ -223,16 +223,31 @@ def _relative(s, smin, smax):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _bias(kind, a, l, u, fl, fu, lower):
-    """Rigorous min (``lower``) / max of ``f - a x`` on ``[l, u]`` and where it is attained."""
-    if lower:
+def _bias(kind, a, l, u, fl, fu, gl, gu, lower):
+    """Rigorous min (``lower``) / max of ``f - a x`` on ``[l, u]`` and where it is attained.
+
+    ``gl``, ``gu``: ``f'(l)``, ``f'(u)``. The stationary point on the convex (concave) part
+    needs the root (a log) only when it lies inside the part: ``f'`` is monotone there, so
+    comparing ``a`` with ``f'`` at the part's ends tells, and an end's ``f`` is known.
+    """
+    if lower:  # convex part [l, s1], f' increasing
         s0 = l
         s1 = max(min(u, 0.0), l)
-        xc = min(max(-_root(kind, a), s0), s1)
-    else:
+        if a <= gl:
+            xc = s0
+        elif a >= _g_at(kind, s1, l, u, gl, gu):
+            xc = s1
+        else:
+            xc = min(max(-_root(kind, a), s0), s1)
+    else:  # concave part [s0, u], f' decreasing
         s0 = min(max(l, 0.0), u)
         s1 = u
-        xc = min(max(_root(kind, a), s0), s1)
+        if a <= gu:
+            xc = s1
+        elif a >= _g_at(kind, s0, l, u, gl, gu):
+            xc = s0
+        else:
+            xc = min(max(_root(kind, a), s0), s1)
     fx = _f_at(kind, xc, l, u, fl, fu)
     d = _dfx(kind, xc, fx) - a
     hl = fl - a * l
@@ -253,6 +268,16 @@ def _bias(kind, a, l, u, fl, fu, lower):
     if bc > best:
         best, x = bc, xc
     return best + slack, x
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _g_at(kind, x, l, u, gl, gu):
+    """``f'(x)`` for ``x`` one of ``l``, ``u``, ``0`` (``_dfx``'s value at ``0`` there)."""
+    if x == l:
+        return gl
+    if x == u:
+        return gu
+    return _dfx(kind, 0.0, 0.5 if kind == 0 else 0.0)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -280,8 +305,10 @@ def _lines(kind, cap, tab, lim_lo, lim_hi, e, l, u, p0, p1, has_p, lw, lb, uw, u
         fl = _f(kind, li)
         fu = _f(kind, ui)
         z = min(max(li, 0.0), ui)
-        smin = min(_dfx(kind, li, fl), _dfx(kind, ui, fu))
-        smax = _dfx(kind, z, _f_at(kind, z, li, ui, fl, fu))
+        gl = _dfx(kind, li, fl)
+        gu = _dfx(kind, ui, fu)
+        smin = min(gl, gu)
+        smax = _g_at(kind, z, li, ui, gl, gu)
         span = smax - smin
         if has_p:
             q0 = np.float64(p0[i])
@@ -311,8 +338,8 @@ def _lines(kind, cap, tab, lim_lo, lim_hi, e, l, u, p0, p1, has_p, lw, lb, uw, u
         a_lo = np.float64(one[0])
         one[0] = smin + span * q1
         a_up = np.float64(one[0])
-        b_lo, x_lo = _bias(kind, a_lo, li, ui, fl, fu, True)
-        b_up, x_up = _bias(kind, a_up, li, ui, fl, fu, False)
+        b_lo, x_lo = _bias(kind, a_lo, li, ui, fl, fu, gl, gu, True)
+        b_up, x_up = _bias(kind, a_up, li, ui, fl, fu, gl, gu, False)
         lw[i] = a_lo
         uw[i] = a_up
         lb[i] = b_lo - (2.0 * e * (1.0 + abs(b_lo) + abs(a_lo) * m) + _ABS_MARGIN)
@@ -335,8 +362,10 @@ def _default_p(kind, cap, tab, l, u, out0, out1):
         fl = _f(kind, li)
         fu = _f(kind, ui)
         s_lo, s_up = _default_slopes(kind, cap, li, ui, fl, fu, tab)
-        smin = min(_dfx(kind, li, fl), _dfx(kind, ui, fu))
-        smax = _dfx(kind, min(max(li, 0.0), ui), _f_at(kind, min(max(li, 0.0), ui), li, ui, fl, fu))
+        gl = _dfx(kind, li, fl)
+        gu = _dfx(kind, ui, fu)
+        smin = min(gl, gu)
+        smax = _g_at(kind, min(max(li, 0.0), ui), li, ui, gl, gu)
         out0[i] = _relative(s_lo, smin, smax)
         out1[i] = _relative(s_up, smin, smax)
 
