@@ -19,6 +19,16 @@ def benchmarks_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _compiled_kernels_from_the_start(monkeypatch) -> None:
+    """The compiled relaxations serve every call (no warm-up on the torch path first), so
+    the tests exercise the engine's path of long runs; tests of the torch path switch
+    ``bounds.relax.compiled.ENABLED`` off."""
+    from bounds.relax import compiled
+
+    monkeypatch.setattr(compiled, "WARMUP_S", 0.0)
+
+
+@pytest.fixture(autouse=True)
 def _seed() -> None:
     import numpy as np
     import torch

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..types import all_finite
+from . import compiled
 from .base import Lines, UnaryRelaxation
 from .common import (
     INF,
@@ -77,10 +78,13 @@ def _leaky_relax(a: float) -> Callable[[Tensor, Tensor, Tensor | None], Lines]:
     convex = a <= 1
 
     def relax(l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines:
+        if convex and all_finite(l, u):
+            lines = compiled.leaky_lines(a, l, u, alpha)
+            if lines is not None:
+                return lines
+            return _leaky_finite(a, fn, l, u, _leaky_init(l, u, a) if alpha is None else alpha)
         if alpha is None:
             alpha = _leaky_init(l, u, a)
-        if convex and all_finite(l, u):
-            return _leaky_finite(a, fn, l, u, alpha)
         l, u, rows = prepare(l, u, alpha, 1)
         s = rows[0].clamp(min(a, 1.0), max(a, 1.0))
         fl, fu = fn(l), fn(u)

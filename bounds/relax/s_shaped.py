@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import s_kernel
+from . import compiled
 from .base import UnaryRelaxation
 from .tangents import (
     INF,
@@ -275,26 +275,24 @@ def _s_lines(fun: SFunction, p: Tensor, l: Tensor, u: Tensor, dtype: torch.dtype
     return a_lo, a_up, b_lo, b_up
 
 
-def _s_family(
-    fun: SFunction, limits: tuple[float, float], kind: int | None = None
-) -> SlopeFamily:
+def _s_family(fun: SFunction, limits: tuple[float, float], kind: int | None = None) -> SlopeFamily:
     """The :class:`SlopeFamily` of an S-shaped function with range ``limits``.
 
-    ``kind``: the function's code in :mod:`bounds.relax.s_kernel` (compiled lines on CPU).
+    ``kind``: the function's code in :mod:`bounds.relax.compiled` (compiled lines on CPU).
     """
     shape = _s_shape(fun)
 
-    def compiled(l: Tensor, u: Tensor, alpha: Tensor | None, eps: float) -> Any:
+    def kernel_lines(l: Tensor, u: Tensor, alpha: Tensor | None, eps: float) -> Any:
         """The kernel's lines where it applies, else None."""
-        if kind is None or not s_kernel.applicable(l, u, alpha):
+        if kind is None or not compiled.applicable(l, u, alpha):
             return None
-        return s_kernel.kernel_lines(kind, l, u, alpha, eps)
+        return compiled.kernel_lines(kind, l, u, alpha, eps)
 
-    def compiled_default(l: Tensor, u: Tensor) -> Tensor | None:
+    def kernel_default(l: Tensor, u: Tensor) -> Tensor | None:
         """The kernel's default relative slopes where it applies, else None."""
-        if kind is None or not s_kernel.applicable(l, u, None):
+        if kind is None or not compiled.applicable(l, u, None):
             return None
-        return s_kernel.kernel_default_p(kind, l, u)
+        return compiled.kernel_default_p(kind, l, u)
 
     return SlopeFamily(
         interval=lambda l, u: (fun.f(l), fun.f(u)),
@@ -303,8 +301,8 @@ def _s_family(
         offsets=lambda a_lo, a_up, l, u: offset_range(shape, a_lo, a_up, l, u),
         limits=limits,
         lines64=lambda p, l, u, dtype: _s_lines(fun, p, l, u, dtype),
-        compiled=compiled,
-        compiled_default=compiled_default,
+        compiled=kernel_lines,
+        compiled_default=kernel_default,
     )
 
 
@@ -465,18 +463,18 @@ def _approximate(attrs: Mapping[str, Any]) -> str:
 
 def sigmoid_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
     """Sigmoid: S-shape rules, range ``[0, 1]``."""
-    family = _s_family(SIGMOID, (0.0, 1.0), s_kernel.SIGMOID)
+    family = _s_family(SIGMOID, (0.0, 1.0), compiled.SIGMOID)
     return build_relaxation("Sigmoid", torch.sigmoid, family)
 
 
 def tanh_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
     """Tanh: S-shape rules, range ``[-1, 1]``."""
-    return build_relaxation("Tanh", torch.tanh, _s_family(TANH, (-1.0, 1.0), s_kernel.TANH))
+    return build_relaxation("Tanh", torch.tanh, _s_family(TANH, (-1.0, 1.0), compiled.TANH))
 
 
 def erf_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:
     """Erf: S-shape rules, range ``[-1, 1]``."""
-    return build_relaxation("Erf", torch.erf, _s_family(ERF, (-1.0, 1.0), s_kernel.ERF))
+    return build_relaxation("Erf", torch.erf, _s_family(ERF, (-1.0, 1.0), compiled.ERF))
 
 
 def gelu_relaxation(attrs: Mapping[str, Any]) -> UnaryRelaxation:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import special
 
-from bounds.relax import get_relaxation, s_kernel
+from bounds.relax import compiled, get_relaxation
 from bounds.relax.s_shaped import ERF, GELU, GELU_TANH, SIGMOID, TANH, d_lower
 from bounds.relax.tangents import bisect, convex_min_bound
 
@@ -44,7 +44,7 @@ SPECIAL = {
     "GeluTanh": [0.0, GELU_TANH.p, -GELU_TANH.p, GELU_TANH.xmin],
 }
 # (op, path): "default" is what the engine runs (the compiled kernels of
-# bounds.relax.s_kernel for Sigmoid/Tanh/Erf on CPU), "torch" switches the kernels off.
+# bounds.relax.compiled for Sigmoid/Tanh/Erf on CPU), "torch" switches the kernels off.
 PATHS = [pytest.param(k, "default", id=k) for k in OPS] + [
     pytest.param(k, "torch", id=f"{k}-torch") for k in ("Sigmoid", "Tanh", "Erf")
 ]
@@ -118,7 +118,8 @@ def to_boxes(raw, dtype) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize(("key", "path"), PATHS)
 def test_sound_on_random_boxes(key: str, path: str, monkeypatch) -> None:
-    monkeypatch.setattr(s_kernel, "ENABLED", path == "default")
+    monkeypatch.setattr(compiled, "ENABLED", path == "default")
+
     @SETTINGS
     @given(
         raw=box_strategy(key),
@@ -139,7 +140,7 @@ def test_sound_on_random_boxes(key: str, path: str, monkeypatch) -> None:
 @pytest.mark.parametrize(("key", "path"), PATHS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_infinite_and_huge_bounds(key: str, path: str, dtype: torch.dtype, monkeypatch) -> None:
-    monkeypatch.setattr(s_kernel, "ENABLED", path == "default")
+    monkeypatch.setattr(compiled, "ENABLED", path == "default")
     inf = math.inf
     pairs = [
         (-inf, inf),
@@ -174,7 +175,7 @@ def test_infinite_and_huge_bounds(key: str, path: str, dtype: torch.dtype, monke
 
 @pytest.mark.parametrize(("key", "path"), PATHS)
 def test_point_boxes_pass_through_the_value(key: str, path: str, monkeypatch) -> None:
-    monkeypatch.setattr(s_kernel, "ENABLED", path == "default")
+    monkeypatch.setattr(compiled, "ENABLED", path == "default")
     x = torch.tensor([-50.0, -3.0, -1.2, -0.75, 0.0, 0.4, 1.41, 2.5, 49.0], dtype=torch.float64)
     r = relaxation(key)
     lines = r.relax(x, x, None)
@@ -187,7 +188,7 @@ def test_point_boxes_pass_through_the_value(key: str, path: str, monkeypatch) ->
 
 @pytest.mark.parametrize(("key", "path"), PATHS)
 def test_default_is_tight_on_narrow_boxes(key: str, path: str, monkeypatch) -> None:
-    monkeypatch.setattr(s_kernel, "ENABLED", path == "default")
+    monkeypatch.setattr(compiled, "ENABLED", path == "default")
     rng = np.random.default_rng(1)
     l = torch.tensor(rng.uniform(-8.0, 8.0, 400))
     u = l + 0.1
@@ -265,7 +266,7 @@ def test_interval_is_exact(key: str) -> None:
 
 @pytest.mark.parametrize(("key", "path"), PATHS)
 def test_alpha_batching_and_default(key: str, path: str, monkeypatch) -> None:
-    monkeypatch.setattr(s_kernel, "ENABLED", path == "default")
+    monkeypatch.setattr(compiled, "ENABLED", path == "default")
     r = relaxation(key)
     l = torch.tensor([[-2.0, -0.3, 0.5], [-9.0, 1.5, -1.0]], dtype=torch.float32)
     u = l + torch.tensor([[3.0, 0.2, 1.0], [5.0, 0.01, 3.5]], dtype=torch.float32)

@@ -1,7 +1,7 @@
-"""Numba kernels of :mod:`bounds.relax.s_kernel` (imported on first use: numba's import
+"""Numba kernels of :mod:`bounds.relax.compiled` (imported on first use: numba's import
 and first dispatch cost about half a second, which models without Sigmoid/Tanh/Erf skip).
 
-Function codes: 0 Sigmoid, 1 Tanh, 2 Erf.
+S-shape function codes: 0 Sigmoid, 1 Tanh, 2 Erf.
 """
 
 from __future__ import annotations
@@ -343,3 +343,45 @@ def default_p(kind, cap, tab, l, u, out0, out1):
         smax = _g_at(kind, min(max(li, 0.0), ui), li, ui, gl, gu)
         out0[i] = _relative(s_lo, smin, smax)
         out1[i] = _relative(s_up, smin, smax)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def leaky_lines(a, up, l, u, s, has_s, lw, uw, ub, g):
+    """LeakyRelu (``a <= 1``) lines on finite ``[l, u]`` (as ``piecewise._leaky_finite``).
+
+    Lower ``s x`` where the interval crosses 0 (``s`` clamped to ``[a, 1]``, NaN as 0, the
+    adaptive default without ``s``), upper the chord there; the exact line elsewhere. ``g``
+    is ``d lw / d s``. The chord's bias is computed in float64 for the slope as stored
+    and moved up by ``up * |bias|`` before the store (``up``: the output dtype's relative
+    spacing, 0 for float64), so the line stays above both ends after rounding.
+    """
+    for i in range(l.shape[0]):
+        li = np.float64(l[i])
+        ui = np.float64(u[i])
+        if li < 0.0 and ui > 0.0:
+            gi = 0.0
+            if has_s:
+                si = np.float64(s[i])
+                if si != si:
+                    si = 0.0
+                if si < a:
+                    si = a
+                elif si > 1.0:
+                    si = 1.0
+                elif si == np.float64(s[i]):
+                    gi = 1.0
+            else:
+                si = 1.0 if ui > -li else a
+            fl = a * li
+            uw[i] = (ui - fl) / (ui - li)
+            k = np.float64(uw[i])
+            cb = max(fl - k * li, ui - k * ui)
+            ub[i] = cb + up * abs(cb)
+            lw[i] = si
+            g[i] = gi
+        else:
+            e = 1.0 if li >= 0.0 else a
+            lw[i] = e
+            uw[i] = e
+            ub[i] = 0.0
+            g[i] = 0.0

@@ -1,4 +1,4 @@
-"""Compiled (numba) lines of Sigmoid, Tanh and Erf on CPU tensors.
+"""Compiled (numba) lines of Sigmoid, Tanh, Erf and (Leaky)Relu on CPU tensors.
 
 The same lines as the torch path of :mod:`bounds.relax.s_shaped` (slope from the relative
 slope ``p`` over the range of ``f'``, rigorous bias from the closed-form stationary point,
@@ -24,10 +24,26 @@ from torch import Tensor
 
 from .base import Lines
 
-__all__ = ["ENABLED", "KINDS", "applicable", "kernel_default_p", "kernel_lines"]
+__all__ = [
+    "ENABLED",
+    "KINDS",
+    "applicable",
+    "kernel_default_p",
+    "kernel_lines",
+    "leaky_lines",
+]
 
 # Switch for tests and debugging: False sends every call to the torch path.
 ENABLED = True
+
+# numba's import and first dispatch cost about a second per process: the kernels take over
+# only once the relaxations have cost this many seconds on the torch path (estimated with
+# the costs per element below, measured on a 2-core CPU), so that short runs do not pay it
+# and long searches do from their first seconds on.
+WARMUP_S = 1.0
+S_COST = 150e-9  # Sigmoid/Tanh/Erf lines, seconds per element
+LEAKY_COST = 20e-9  # (Leaky)Relu lines
+_spent = 0.0
 
 # Function codes of the kernels.
 SIGMOID, TANH, ERF = 0, 1, 2
@@ -63,13 +79,26 @@ def _grad(g_w: Tensor | None, g_b: Tensor | None, da: Tensor, x: Tensor, shape) 
     return out * da.reshape(shape)
 
 
-def applicable(l: Tensor, u: Tensor, p: Tensor | None) -> bool:
-    """Whether the kernels serve this call: CPU float32/float64, no gradient to ``l``/``u``."""
+def applicable(l: Tensor, u: Tensor, p: Tensor | None, cost: float = S_COST) -> bool:
+    """Whether the kernels serve this call: CPU float32/float64, no gradient to ``l``/``u``,
+    and the work seen so far pays for loading them (:data:`WARMUP_S`).
+
+    ``cost``: the torch path's seconds per element of this relaxation (estimated)."""
     if not ENABLED or l.device.type != "cpu" or l.dtype not in _DTYPES or u.dtype != l.dtype:
         return False
     if p is not None and p.device.type != "cpu":
         return False
-    return not (torch.is_grad_enabled() and (l.requires_grad or u.requires_grad))
+    if torch.is_grad_enabled() and (l.requires_grad or u.requires_grad):
+        return False
+    return _warm(cost * l.numel())
+
+
+def _warm(seconds: float) -> bool:
+    """Count torch-path work; True once it reaches :data:`WARMUP_S` (then always)."""
+    global _spent
+    if _spent < WARMUP_S:
+        _spent += seconds
+    return _spent >= WARMUP_S
 
 
 _DTYPES = (torch.float32, torch.float64)
@@ -77,9 +106,9 @@ _DTYPES = (torch.float32, torch.float64)
 
 def _kernels() -> Any:
     """The numba module (imported on first use)."""
-    from . import _s_numba
+    from . import _kernels
 
-    return _s_numba
+    return _kernels
 
 
 def _table(kind: int) -> Any:
@@ -151,3 +180,56 @@ def kernel_default_p(kind: int, l: Tensor, u: Tensor) -> Tensor:
         out[1].view(-1).numpy(),
     )
     return out
+
+
+class _SlopeFn(torch.autograd.Function):
+    """A line slope ``lw`` (computed by a kernel) with gradient ``g`` to ``alpha``."""
+
+    @staticmethod
+    def forward(ctx, alpha, lw, g):  # noqa: D102
+        ctx.save_for_backward(g)
+        ctx.alpha_shape = alpha.shape
+        return lw
+
+    @staticmethod
+    def backward(ctx, g_lw):  # noqa: D102
+        (g,) = ctx.saved_tensors
+        return (g_lw * g).reshape(ctx.alpha_shape), None, None
+
+
+# Below this many elements the torch path is as fast (and numba's first-use cost is saved).
+LEAKY_MIN_ELEMENTS = 2048
+
+
+def _squeeze_front(shape: tuple[int, ...]) -> tuple[int, ...]:
+    i = 0
+    while i < len(shape) and shape[i] == 1:
+        i += 1
+    return shape[i:]
+
+
+def leaky_lines(a: float, l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines | None:
+    """LeakyRelu (``a <= 1``) lines on finite ``[l, u]`` by the kernel, or None where it does
+    not apply (then the torch path runs): gradients to the bounds, other devices or dtypes,
+    small tensors, or ``alpha`` with its own (spec) dimensions."""
+    if l.numel() < LEAKY_MIN_ELEMENTS or not applicable(l, u, alpha, LEAKY_COST):
+        return None
+    if u.shape != l.shape:
+        return None
+    if alpha is not None:
+        if alpha.dtype != l.dtype or alpha.shape[0] != 1:
+            return None
+        if _squeeze_front(tuple(alpha.shape[1:])) != _squeeze_front(tuple(l.shape)):
+            return None
+    shape = l.shape if alpha is None else _broadcast(tuple(l.shape), tuple(alpha.shape[1:]))
+    lc, uc = l.detach().contiguous(), u.detach().contiguous()
+    s = lc if alpha is None else alpha.detach().contiguous()
+    lw = torch.empty(shape, dtype=l.dtype)
+    uw, ub, g = (torch.empty(l.shape, dtype=l.dtype) for _ in range(3))
+    flat = [t.view(-1).numpy() for t in (lc, uc, s, lw, uw, ub, g)]
+    up = 2.0**-23 if l.dtype == torch.float32 else 0.0
+    _kernels().leaky_lines(float(a), up, *flat[:3], alpha is not None, *flat[3:])
+    if alpha is not None and alpha.requires_grad and torch.is_grad_enabled():
+        lw = _SlopeFn.apply(alpha, lw, g.reshape(shape))
+    zero = l.new_zeros(())
+    return Lines(lw, zero.expand(shape), uw.expand(shape), ub.expand(shape))
