@@ -26,7 +26,6 @@ from .base import Lines
 
 __all__ = [
     "ENABLED",
-    "KINDS",
     "applicable",
     "kernel_default_p",
     "kernel_lines",
@@ -41,13 +40,13 @@ ENABLED = True
 # the costs per element below, measured on a 2-core CPU), so that short runs do not pay it
 # and long searches do from their first seconds on.
 WARMUP_S = 1.0
+CALL_COST = 100e-6  # seconds per call (a dozen or more tensor operations)
 S_COST = 150e-9  # Sigmoid/Tanh/Erf lines, seconds per element
 LEAKY_COST = 20e-9  # (Leaky)Relu lines
 _spent = 0.0
 
-# Function codes of the kernels.
+# Function codes of the S-shape kernels.
 SIGMOID, TANH, ERF = 0, 1, 2
-KINDS = {"sigmoid": SIGMOID, "tanh": TANH, "erf": ERF}
 
 _TABLES: dict[int, Any] = {}
 
@@ -90,7 +89,7 @@ def applicable(l: Tensor, u: Tensor, p: Tensor | None, cost: float = S_COST) -> 
         return False
     if torch.is_grad_enabled() and (l.requires_grad or u.requires_grad):
         return False
-    return _warm(cost * l.numel())
+    return _warm(CALL_COST + cost * l.numel())
 
 
 def _warm(seconds: float) -> bool:
@@ -104,8 +103,8 @@ def _warm(seconds: float) -> bool:
 _DTYPES = (torch.float32, torch.float64)
 
 
-def _kernels() -> Any:
-    """The numba module (imported on first use)."""
+def _numba() -> Any:
+    """The numba kernels module (imported on first use)."""
     from . import _kernels
 
     return _kernels
@@ -114,7 +113,7 @@ def _kernels() -> Any:
 def _table(kind: int) -> Any:
     """The ``d_L`` table of ``kind`` (built on first use, about 10 ms)."""
     if kind not in _TABLES:
-        k = _kernels()
+        k = _numba()
         _TABLES[kind] = k.d_lower_table(kind, k.CAPS[kind], k.TAB_SIZE)
     return _TABLES[kind]
 
@@ -154,7 +153,7 @@ def kernel_lines(kind: int, l: Tensor, u: Tensor, p: Tensor | None, eps: float) 
     uc = u.detach().expand(shape).contiguous()
     outs = [torch.empty(shape, dtype=dtype) for _ in range(8)]
     flat = [t.view(-1).numpy() for t in (lc, uc, p0, p1, *outs)]
-    k = _kernels()
+    k = _numba()
     lim = k.LIMITS[kind]
     k.lines(
         kind, k.CAPS[kind], _table(kind), lim[0], lim[1], eps, *flat[:4], p is not None, *flat[4:]
@@ -169,7 +168,7 @@ def kernel_default_p(kind: int, l: Tensor, u: Tensor) -> Tensor:
     """``[2, *l.shape]`` relative default slopes in ``l``'s dtype (CPU float32/float64)."""
     lc, uc = l.detach().contiguous(), u.detach().contiguous()
     out = torch.empty((2,) + tuple(l.shape), dtype=l.dtype)
-    k = _kernels()
+    k = _numba()
     k.default_p(
         kind,
         k.CAPS[kind],
@@ -228,7 +227,7 @@ def leaky_lines(a: float, l: Tensor, u: Tensor, alpha: Tensor | None) -> Lines |
     uw, ub, g = (torch.empty(l.shape, dtype=l.dtype) for _ in range(3))
     flat = [t.view(-1).numpy() for t in (lc, uc, s, lw, uw, ub, g)]
     up = 2.0**-23 if l.dtype == torch.float32 else 0.0
-    _kernels().leaky_lines(float(a), up, *flat[:3], alpha is not None, *flat[3:])
+    _numba().leaky_lines(float(a), up, *flat[:3], alpha is not None, *flat[3:])
     if alpha is not None and alpha.requires_grad and torch.is_grad_enabled():
         lw = _SlopeFn.apply(alpha, lw, g.reshape(shape))
     zero = l.new_zeros(())

@@ -226,7 +226,7 @@ def test_kernels_take_over_after_the_warm_up(monkeypatch) -> None:
     monkeypatch.setattr(compiled, "_spent", 0.0)
     l = torch.full((4096,), -1.0)
     u = torch.full((4096,), 2.0)
-    n = int(1.0 / (compiled.S_COST * 4096)) + 1
+    n = int(1.0 / (compiled.CALL_COST + compiled.S_COST * 4096)) + 1
     served = [compiled.applicable(l, u, None) for _ in range(n + 2)]
     assert not any(served[: n - 1]) and all(served[n:])
     assert compiled.leaky_lines(0.0, l, u, None) is not None
