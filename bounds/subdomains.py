@@ -81,6 +81,11 @@ class BoundRequest:
         record: nonlinear nodes whose output coefficients ``lA`` to return.
         input_A: also return the input coefficients of the final pass.
         refresh: run the interval pass over the whole graph (else use base/overrides as is).
+        known: every node's intervals ``[B, *shape]``, already valid in each subdomain (e.g.
+            its parent's, refreshed): used as they are with the overrides intersected in,
+            and no interval pass runs (``refresh`` is then ignored). Cheaper on graphs whose
+            interval pass is costly (attention), looser where a split would have tightened
+            later nodes: meant for estimates such as the branching filter's.
         initial: ``[B, S]`` known sound lower bounds (e.g. the parent's) to start from.
         catchup: up to this many more Adam steps, after ``iterations``, for the subdomains
             whose own bound is still below ``initial`` (every other one stops there). A
@@ -106,6 +111,7 @@ class BoundRequest:
     record: frozenset[str] = frozenset()
     input_A: bool = False
     refresh: bool = True
+    known: Mapping[str, Bounds] | None = None
     initial: Tensor | None = None
     catchup: int = 0
 
@@ -163,13 +169,24 @@ def refreshed_intervals(
             b = b.intersect(_expand(base[name], B))
         if name in overrides:
             b = b.intersect(overrides[name])
-        gap = b.lower - b.upper
-        if bool((gap > 0).any()):
-            tol = _empty_tol(b.lower.dtype) * (1.0 + b.lower.abs() + b.upper.abs())
-            empty |= (gap > tol).flatten(1).any(1)
-            b = Bounds(torch.minimum(b.lower, b.upper), b.upper)
+        b, gone = _narrowed(b, None)
+        empty |= gone
         cur[name] = b
     return cur, empty
+
+
+def _narrowed(b: Bounds, other: Bounds | None) -> tuple[Bounds, Tensor]:
+    """``b`` intersected with ``other`` (when given) and an ``[B]`` mask of the rows where
+    it became empty beyond rounding; empty intervals are widened back to a point."""
+    if other is not None:
+        b = b.intersect(other)
+    gap = b.lower - b.upper
+    empty = torch.zeros(b.lower.shape[0], dtype=torch.bool, device=b.lower.device)
+    if bool((gap > 0).any()):
+        tol = _empty_tol(b.lower.dtype) * (1.0 + b.lower.abs() + b.upper.abs())
+        empty = (gap > tol).flatten(1).any(1)
+        b = Bounds(torch.minimum(b.lower, b.upper), b.upper)
+    return b, empty
 
 
 @dataclass(frozen=True)
@@ -322,7 +339,16 @@ def _prepare(
     B, S = req.C.shape[0], req.C.shape[1]
     box = Bounds(req.lower, req.upper)
     with torch.no_grad():
-        if req.refresh:
+        if req.known is not None:
+            intervals = {k: _expand(v, B) for k, v in req.known.items()}
+            intervals[bg.input_name] = box
+            infeasible = torch.zeros(B, dtype=torch.bool, device=req.lower.device)
+            for name, b in req.overrides.items():
+                if name in intervals:
+                    b, empty = _narrowed(intervals[name], b)
+                    infeasible |= empty
+                intervals[name] = b
+        elif req.refresh:
             intervals, infeasible = refreshed_intervals(bg, box, req.base, req.overrides)
         else:
             intervals = {k: _expand(v, B) for k, v in req.base.items()}

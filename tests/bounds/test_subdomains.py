@@ -15,7 +15,7 @@ import torch
 
 from bounds import BoundGraph, Bounds
 from bounds.crown import crown_bounds
-from bounds.subdomains import BoundRequest, bound_subdomains
+from bounds.subdomains import BoundRequest, bound_subdomains, refreshed_intervals
 from models import evaluate_all, load_onnx
 from models.zoo import zoo_model_path
 
@@ -29,8 +29,11 @@ def _split_nodes(bg: BoundGraph) -> list[str]:
     return [n.name for n in find_split_nodes(bg)]
 
 
+@pytest.mark.parametrize("known", [False, True], ids=["refresh", "known"])
 @pytest.mark.parametrize("name", NETS)
-def test_subdomain_bounds_hold_on_samples(name: str) -> None:
+def test_subdomain_bounds_hold_on_samples(name: str, known: bool) -> None:
+    """Sampled soundness; ``known``: the intervals of the uncut box (valid in every
+    subdomain) are passed as known, the cuts intersected in, and no interval pass runs."""
     gen = torch.Generator().manual_seed(1)
     graph = load_onnx(zoo_model_path(name))
     bg = BoundGraph(graph)
@@ -70,9 +73,11 @@ def test_subdomain_bounds_hold_on_samples(name: str) -> None:
         z: 2.0 * torch.rand((2, 2, B) + bg.shape(z), generator=gen, dtype=torch.float64)
         for z in splits
     }
+    box = Bounds(lo.expand(B, *shape), hi.expand(B, *shape))
+    uncut = refreshed_intervals(bg, box, root, {})[0] if known else None
     req = BoundRequest(
-        lower=lo.expand(B, *shape),
-        upper=hi.expand(B, *shape),
+        lower=box.lower,
+        upper=box.upper,
         C=C,
         thresholds=torch.full((B, 2), math.inf, dtype=torch.float64),
         base=root,
@@ -80,8 +85,15 @@ def test_subdomain_bounds_hold_on_samples(name: str) -> None:
         betas=betas,
         iterations=3,
         input_A=True,
+        known=uncut,
     )
     res = bound_subdomains(bg, req)
+    if known:  # the cut nodes' intervals are the cuts, every other node's the uncut ones
+        assert uncut is not None
+        for z in res.intervals:
+            want = overrides[z] if z in overrides else uncut[z]
+            assert torch.equal(res.intervals[z].lower, torch.maximum(want.lower, uncut[z].lower))
+            assert torch.equal(res.intervals[z].upper, torch.minimum(want.upper, uncut[z].upper))
     y = vals[bg.output_name].reshape(N, -1)
     obj = torch.einsum("bso,no->bns", C, y)  # [B, N, S]
     checked = 0
@@ -168,3 +180,32 @@ def test_catchup_steps_only_for_subdomains_below_their_known_bound() -> None:
         assert not torch.equal(more.alphas[k][:, :, lag], v[:, :, lag])
     for k, v in plain.lA.items():
         torch.testing.assert_close(more.lA[k][:, ~lag], v[:, ~lag])
+
+
+@pytest.mark.parametrize("name", ["mlp_sigmoid", "mlp_relu", "vit"])
+def test_known_intervals_equal_to_the_refreshed_ones_give_the_same_bounds(name: str) -> None:
+    """Passing the intervals that the interval pass would compute, as known, changes nothing:
+    the known path only skips that pass."""
+    bg, lo, hi, root, C = _boxes(name, 4, 2, 0.1 if name == "vit" else 0.3, seed=3)
+    split = _split_nodes(bg)[0]
+    cut = {
+        split: Bounds(
+            root[split].lower.expand(4, *bg.shape(split)).contiguous().clone(),
+            root[split].upper.expand(4, *bg.shape(split)).contiguous().clone(),
+        )
+    }
+    mid = 0.5 * (cut[split].lower + cut[split].upper)
+    cut[split].upper.view(4, -1)[:, 0] = mid.reshape(4, -1)[:, 0]
+    fresh = refreshed_intervals(bg, Bounds(lo, hi), root, cut)[0]
+    common = dict(
+        lower=lo,
+        upper=hi,
+        C=C,
+        thresholds=torch.full((4, 2), math.inf, dtype=torch.float64),
+        base=root,
+        overrides=cut,
+        iterations=0,
+    )
+    a = bound_subdomains(bg, BoundRequest(**common))
+    b = bound_subdomains(bg, BoundRequest(**common, known=fresh))
+    assert torch.equal(a.lower, b.lower)
