@@ -287,6 +287,7 @@ def bound_subdomains(bg: BoundGraph, req: BoundRequest) -> BoundResult:
             done, finished = st.update(lb.detach(), catching_up=it >= req.iterations)
             lA = {k: v.detach() for k, v in (res.node_A or {}).items()}
             input_A = None if res.input_A is None else res.input_A.detach()
+            full.save_verified(done, st.alphas, st.betas, lA, input_A)
         if last or bool(finished.all()):
             break
         if req.deadline is not None and req.deadline.expired():
@@ -440,6 +441,7 @@ class _Full:
         self.rows = torch.arange(B, device=best.device)
         self.best = best.clone()
         self.out: dict[str, Tensor] = {}
+        self.saved = torch.zeros(B, dtype=torch.bool, device=best.device)
 
     def keep(self, keep: Tensor, best: Tensor) -> None:
         """Record the current rows' ``best`` bounds, then keep rows ``keep`` only."""
@@ -469,7 +471,9 @@ class _Full:
         input_A: Tensor | None,
         n: int,
     ) -> None:
-        """Keep the outputs of subdomains ``local`` that are about to leave the batch."""
+        """Keep the outputs of subdomains ``local`` (current numbering) as they are now:
+        they are about to leave the batch, or were just verified."""
+        self.saved[self.rows[local]] = True
         with torch.no_grad():
             for prefix, params in (("alpha/", alphas), ("beta/", betas)):
                 for k, v in params.items():
@@ -479,12 +483,31 @@ class _Full:
             if input_A is not None:
                 self._put("input_A", input_A.index_select(1, local), 1, local)
 
+    def save_verified(
+        self,
+        done: Tensor,
+        alphas: Mapping[str, Tensor],
+        betas: Mapping[str, Tensor],
+        lA: Mapping[str, Tensor],
+        input_A: Tensor | None,
+    ) -> None:
+        """Save the outputs of the subdomains verified by this pass (``done``, current
+        numbering): a verified subdomain returns the parameters of the pass that verified
+        it (Adam's momentum would move them on), so that they reproduce its bound."""
+        newly = torch.nonzero(done & ~self.saved[self.rows]).flatten()
+        if newly.numel():
+            self.save(newly, alphas, betas, lA, input_A, done.numel())
+
     def final(self, key: str, t: Tensor, dim: int) -> Tensor:
-        """``t`` (current rows) completed to full size with the saved and dropped rows."""
-        if self.rows.numel() == self.B:  # nothing left the batch
+        """``t`` (current rows) completed to full size with the saved and dropped rows (a
+        saved row keeps its saved outputs)."""
+        fresh = ~self.saved[self.rows]
+        if self.rows.numel() == self.B and bool(fresh.all()):  # nothing saved
             return t
-        local = torch.arange(self.rows.numel(), device=self.rows.device)
-        self._put(key, t, dim, local)
+        local = torch.nonzero(fresh).flatten()
+        if t.shape[dim] != self.rows.numel():  # shared by every row
+            t = t.expand(*t.shape[:dim], self.rows.numel(), *t.shape[dim + 1 :])
+        self._put(key, t.index_select(dim, local), dim, local)
         return self.out[key]
 
 

@@ -48,7 +48,7 @@ from .splits import candidate_mask, find_split_nodes, split_points
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BabProblem", "BabSearch", "Falsifier", "run_bab"]
+__all__ = ["BabProblem", "BabSearch", "Falsifier", "outward", "run_bab"]
 
 #: ``falsify(points [K, *input_shape]) -> counterexample or None`` (the caller confirms).
 Falsifier = Callable[[Tensor], Any]
@@ -75,6 +75,27 @@ class BabProblem:
     d: Tensor
     thresholds: Tensor
     root: Mapping[str, Bounds] | None = None
+
+
+def outward(b: Bounds, dtype: torch.dtype) -> Bounds:
+    """``b`` in ``dtype``, each end moved outward where the cast rounded it inward (the
+    result contains ``b``)."""
+    if b.lower.dtype == dtype:
+        return b
+    lo, hi = b.lower.to(dtype), b.upper.to(dtype)
+    lo = torch.where(
+        lo.to(b.lower) > b.lower, torch.nextafter(lo, torch.full_like(lo, -math.inf)), lo
+    )
+    hi = torch.where(
+        hi.to(b.upper) < b.upper, torch.nextafter(hi, torch.full_like(hi, math.inf)), hi
+    )
+    return Bounds(lo, hi)
+
+
+def _expand_to(b: Bounds, like: Tensor) -> Bounds:
+    """``b`` (batch 1 or that of ``like``) expanded to ``like``'s batch."""
+    shape = (like.shape[0],) + tuple(b.lower.shape[1:])
+    return Bounds(b.lower.expand(shape), b.upper.expand(shape))
 
 
 def choose_split_mode(
@@ -208,6 +229,11 @@ class _Search:
         self.d = problem.d.to(problem.lower)
         self.thr = problem.thresholds.to(problem.lower)
         self.cex: Any = None
+        # Activation splitting bounds in ``work`` (float32 when the problem is float64 and
+        # ``float32_search`` is on); a child verified there is verified again in the
+        # problem's dtype before it is dropped (``exact``).
+        self.work = problem.lower.dtype
+        self.exact = False
 
     def begin(self, deadline: Deadline) -> None:
         self.deadline = deadline
@@ -239,7 +265,7 @@ class _Search:
 
     def _margins(self, lower: Tensor) -> Tensor:
         """``[N]`` best row margin ``max_s(lb - thr)`` (positive: verified)."""
-        return (lower - self.thr).max(-1).values
+        return (lower - self.thr.to(lower)).max(-1).values
 
     def _report(self) -> None:
         s = self.stats
@@ -302,19 +328,28 @@ class _Search:
         with torch.no_grad():
             root = dict(p.root) if p.root is not None else crown_bounds(bg, box)
         self.root = root
-        res = self._bound(p.lower, p.upper, {}, None, None, None, cfg.root_iterations)
+        if cfg.float32_search and p.lower.dtype == torch.float64:
+            self.work, self.exact = torch.float32, True
+        self.box_w = outward(box, self.work)
+        self.root_w = {k: outward(v, self.work) for k, v in root.items()}
+        self.C_w, self.thr_w = self.C.to(self.work), self.thr.to(self.work)
+        lo_w, hi_w = self.box_w.lower, self.box_w.upper
+        res = self._bound(lo_w, hi_w, {}, None, None, None, cfg.root_iterations)
         self.stats.domains_bounded += 1
         margins = self._margins(res.lower)
+        over = {n.name: self.root_w[n.name] for n in nodes}
         if bool(margins[0] > 0) or bool(res.infeasible[0]):
-            return self.finish(StopReason.PROVED, "the root bound refutes the case")
+            if bool(self._verified_exactly(over, res, torch.zeros(1, dtype=torch.long)).all()):
+                return self.finish(StopReason.PROVED, "the root bound refutes the case")
+            margins = self._margins(res.lower)
         if self._candidates(res.input_A, p.lower, p.upper, margins):
             return self.finish(StopReason.COUNTEREXAMPLE)
         self.shortcuts = {}
         if cfg.heuristic == "bbps":
             budget = int(cfg.shortcut_memory_mb * 2**20)
             with torch.no_grad():
-                self.shortcuts = shortcuts(bg, nodes, root, budget)
-        batch = self._domains(res, torch.zeros(1, dtype=torch.long, device=p.lower.device))
+                self.shortcuts = shortcuts(bg, nodes, self.root_w, budget)
+        batch = self._domains(res, over, torch.zeros(1, dtype=torch.long, device=p.lower.device))
         stop = self._decide(batch, res)
         if stop is not None:
             return stop
@@ -332,14 +367,19 @@ class _Search:
             res = self._bound_kids(kids, cfg.iterations)
             self.stats.domains_bounded += size(kids)
             margins = self._margins(res.lower)
-            open_ = ~((margins > 0) | res.infeasible)
+            done = (margins > 0) | res.infeasible
+            if self.exact and bool(done.any()):
+                idx = torch.nonzero(done).flatten()
+                done[idx] = self._verified_exactly(self._overrides(kids), res, idx)
+                margins = self._margins(res.lower)
+            open_ = ~done
             if bool(open_.any()):
                 A = None if res.input_A is None else res.input_A[:, open_]
                 if self._candidates(A, p.lower, p.upper, margins[open_]):
                     return self.finish(StopReason.COUNTEREXAMPLE)
             idx = torch.nonzero(open_).flatten()
             if idx.numel():
-                batch = self._domains(res, kids["depth"], idx)
+                batch = self._domains(res, self._overrides(kids), kids["depth"], idx)
                 stop = self._decide(batch, res, idx)
                 if stop is not None:
                     return stop
@@ -347,18 +387,67 @@ class _Search:
             self._report()
         return self.finish(StopReason.PROVED, "every domain verified")
 
+    def _overrides(self, kids: DomainBatch) -> dict[str, Bounds]:
+        """The split nodes' intervals of domain records: the root's, cut at the split points
+        (the interval pass of each bound call tightens them further)."""
+        return {n.name: Bounds(kids[f"lo/{n.name}"], kids[f"up/{n.name}"]) for n in self.nodes}
+
     def _bound_kids(
         self, kids: DomainBatch, iterations: int, known: Mapping[str, Bounds] | None = None
     ) -> BoundResult:
         """Bound child domains, alpha and beta warm-started from their parent's (``known``:
         see :class:`bounds.subdomains.BoundRequest`)."""
-        over = {n.name: Bounds(kids[f"lo/{n.name}"], kids[f"up/{n.name}"]) for n in self.nodes}
+        over = self._overrides(kids)
         alphas = {k[6:]: v.movedim(0, 2) for k, v in kids.items() if k.startswith("alpha/")}
         betas = {k[5:]: v.movedim(0, 2) for k, v in kids.items() if k.startswith("beta/")}
         n = size(kids)
-        lo = self.p.lower.expand(n, *self.p.lower.shape[1:])
-        hi = self.p.upper.expand(n, *self.p.upper.shape[1:])
+        lo = self.box_w.lower.expand(n, *self.box_w.lower.shape[1:])
+        hi = self.box_w.upper.expand(n, *self.box_w.upper.shape[1:])
         return self._bound(lo, hi, over, alphas, betas, kids["lower"], iterations, known)
+
+    def _verified_exactly(
+        self, over: Mapping[str, Bounds], res: BoundResult, idx: Tensor
+    ) -> Tensor:
+        """Which of ``res``'s subdomains ``idx`` (verified in the work dtype) are verified by
+        one pass in the problem's dtype, from the problem's box and root intervals, their
+        split nodes' intervals ``over`` and their optimised alpha and beta (any alpha and
+        beta give a sound bound). The others get that pass's bound, below every threshold
+        also in the work dtype, and count as open (``res`` is updated in place)."""
+        if not self.exact:
+            return torch.ones(idx.numel(), dtype=torch.bool, device=idx.device)
+        dt, n = self.p.lower.dtype, idx.numel()
+
+        def rows(t: Tensor) -> Tensor:  # [k, S, B, ...] parameters: subdomains idx
+            return (t if t.shape[2] == 1 else t.index_select(2, idx)).to(dt)
+
+        overrides = {}
+        for name, b in over.items():
+            pick = (lambda t: t) if b.lower.shape[0] == 1 else (lambda t: t.index_select(0, idx))
+            narrowed = Bounds(pick(b.lower).to(dt), pick(b.upper).to(dt))
+            overrides[name] = narrowed.intersect(_expand_to(self.root[name], narrowed.lower))
+        req = BoundRequest(
+            lower=self.p.lower.expand(n, *self.p.lower.shape[1:]),
+            upper=self.p.upper.expand(n, *self.p.upper.shape[1:]),
+            C=self.C.unsqueeze(0).expand(n, *self.C.shape),
+            thresholds=self.thr.unsqueeze(0).expand(n, -1),
+            base=self.root,
+            overrides=overrides,
+            alphas={k: rows(v) for k, v in res.alphas.items()},
+            betas={k: rows(v) for k, v in res.betas.items()},
+            iterations=0,
+        )
+        with torch.no_grad():
+            exact = bound_subdomains(self.bg, req)
+        ok = (self._margins(exact.lower) > 0) | exact.infeasible
+        bad = idx[~ok]
+        if bad.numel():
+            self.stats.rechecks_failed += int(bad.numel())
+            below = torch.nextafter(self.thr_w, torch.full_like(self.thr_w, -math.inf))
+            low = torch.minimum(exact.lower[~ok].to(self.work), below)
+            res.lower[bad] = torch.minimum(res.lower[bad], low)
+            res.infeasible[bad] = False
+        self.stats.rechecked += n
+        return ok
 
     def _bound(
         self,
@@ -375,9 +464,9 @@ class _Search:
         req = BoundRequest(
             lower=lo,
             upper=hi,
-            C=self.C.unsqueeze(0).expand(n, *self.C.shape),
-            thresholds=self.thr.unsqueeze(0).expand(n, -1),
-            base=self.root,
+            C=self.C_w.unsqueeze(0).expand(n, *self.C_w.shape),
+            thresholds=self.thr_w.unsqueeze(0).expand(n, -1),
+            base=self.root_w,
             overrides=overrides,
             alphas=alphas,
             betas=betas,
@@ -393,12 +482,21 @@ class _Search:
         )
         return bound_subdomains(self.bg, req)
 
-    def _domains(self, res: BoundResult, depth: Tensor, idx: Tensor | None = None) -> DomainBatch:
-        """Domain records of ``res``'s subdomains ``idx`` (all when None)."""
+    def _domains(
+        self,
+        res: BoundResult,
+        over: Mapping[str, Bounds],
+        depth: Tensor,
+        idx: Tensor | None = None,
+    ) -> DomainBatch:
+        """Domain records of ``res``'s subdomains ``idx`` (all when None); ``over``: the
+        split nodes' intervals ``res`` was bounded with (the root's cut at the split points;
+        not the refreshed ones, so that a record never holds an interval computed in the
+        work dtype: the exact recheck starts from them)."""
         sel = slice(None) if idx is None else idx
         out: DomainBatch = {}
         for n in self.nodes:
-            b = res.intervals[n.name]
+            b = over[n.name]
             out[f"lo/{n.name}"] = b.lower[sel].contiguous()
             out[f"up/{n.name}"] = b.upper[sel].contiguous()
         for k, v in res.alphas.items():
@@ -425,14 +523,14 @@ class _Search:
             points[n.name] = split_points(
                 self.bg, n, b.lower, b.upper, flat, method=self.cfg.points, store=self.table_store
             )
-        margins = (batch["lower"] - self.thr).T
+        margins = (batch["lower"] - self.thr_w).T
         inp = HeuristicInput(
             self.bg,
             self.nodes,
             intervals,
             lA,
             margins,
-            Bounds(self.p.lower, self.p.upper),
+            self.box_w,
             masks,
             points,
             self.shortcuts,

@@ -457,6 +457,8 @@ def _merge_stats(total: BabStats, one: BabStats) -> None:
     total.max_depth = max(total.max_depth, one.max_depth)
     total.candidates_checked += one.candidates_checked
     total.domains_filtered += one.domains_filtered
+    total.rechecked += one.rechecked
+    total.rechecks_failed += one.rechecks_failed
     total.peak_domains = max(total.peak_domains, one.peak_domains)
     total.domains_left += one.domains_left
     if one.rounds:

@@ -212,3 +212,35 @@ def test_filter_mix_settings_reach_the_same_answer(mix: str) -> None:
     out = run_bab(bg, BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
     assert out.reason is StopReason.PROVED, out.detail
     assert out.stats.domains_filtered > 0
+
+
+@pytest.mark.parametrize(("name", "radius"), [("mlp_relu", 0.6), ("mlp_tanh", 0.5)])
+def test_float32_search_proves_with_float64_rechecks(name: str, radius: float) -> None:
+    graph, lo, hi, C, _, true_lb, _ = _setup(name, radius)
+    d = _holds(true_lb)
+    cfg = BabConfig(split="activation", batch_size=16, float32_search=True)
+    out = run_bab(BoundGraph(graph), BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
+    assert out.reason is StopReason.PROVED, out.detail
+    assert out.stats.rechecked > 0  # every dropped domain was verified again in float64
+
+
+def test_float32_search_never_proves_on_a_float32_bound_alone(monkeypatch) -> None:
+    """A float32 bound that claims too much (here: every float32 bound raised by 10) is
+    caught by the float64 recheck: a violated property is never proved."""
+    import branching.bab as bab
+
+    real = bab._Search._bound
+
+    def lying(self, *args, **kwargs):
+        res = real(self, *args, **kwargs)
+        if res.lower.dtype == torch.float32:
+            res.lower.add_(10.0)
+        return res
+
+    monkeypatch.setattr(bab._Search, "_bound", lying)
+    graph, lo, hi, C, m, _, _ = _setup("mlp_relu", 0.6)
+    d = torch.tensor([m + 1e-3 * (1 + abs(m))], dtype=torch.float64)  # violated
+    cfg = BabConfig(split="activation", batch_size=16, float32_search=True, max_domains=400)
+    out = run_bab(BoundGraph(graph), BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
+    assert out.reason is not StopReason.PROVED
+    assert out.stats.rechecks_failed > 0
