@@ -33,7 +33,7 @@ from verifier.config import InputError, VerifyConfig, build_config
 from verifier.deadline import Deadline
 from verifier.pipeline import verify
 from verifier.result import Result, Status
-from verifier.watchdog import grace_for, start_watchdog
+from verifier.watchdog import grace_for, late_timeout, start_watchdog
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "main"]
 
@@ -282,13 +282,7 @@ def _late_answer(answer: _Answer, deadline: Deadline, line: ProgressLine | None 
     the statistics of the running search, when one was running."""
 
     def late() -> bool:
-        latest = None if line is None else line.latest
-        result = Result(
-            Status.TIMEOUT,
-            reason=f"time budget spent ({deadline.elapsed():.1f} s) inside a stage",
-            stop="timeout",
-            stats=latest.to_dict() if hasattr(latest, "to_dict") else {},
-        )
+        result = late_timeout(deadline, None if line is None else line.latest)
         try:
             return answer.emit(result)
         except InputError as exc:  # the results file cannot be written: still stop

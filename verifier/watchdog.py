@@ -13,10 +13,25 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from verifier.deadline import Deadline
+from verifier.result import Result, Status
 
-__all__ = ["grace_for", "start_watchdog"]
+__all__ = ["grace_for", "late_timeout", "start_watchdog"]
+
+
+def late_timeout(deadline: Deadline, latest: Any = None) -> Result:
+    """The watchdog's ``timeout`` result: the running search's statistics (``latest``, a
+    ``BabStats`` or None) and the elapsed time, since the stages' own timings never reach
+    the answer."""
+    stats = latest.to_dict() if hasattr(latest, "to_dict") else {}
+    if hasattr(latest, "elapsed_s"):
+        stats["bab_s"] = latest.elapsed_s
+    elapsed = deadline.elapsed()
+    stats["total_s"] = elapsed
+    reason = f"time budget spent ({elapsed:.1f} s) inside a stage"
+    return Result(Status.TIMEOUT, reason=reason, stop="timeout", stats=stats)
 
 
 def grace_for(timeout: float | None) -> float:

@@ -327,5 +327,6 @@ def test_watchdog_answer_carries_the_running_search_statistics(
     data = json.loads(capsys.readouterr().out.strip())
     assert data["status"] == "timeout"
     assert data["stats"]["bab_rounds"] == 7 and data["stats"]["bab_domains"] == 420
+    assert data["timings"]["bab_s"] == 2.0 and data["timings"]["total_s"] >= 0.0
     assert cli._late_answer(answer, Deadline.after(0.0), line)() is False  # answered once
     line.stream.close()

@@ -184,6 +184,7 @@ def test_watchdog_timeout_keeps_the_running_search_statistics(
         data = json.loads(capsys.readouterr().out.strip())
         assert data["status"] == "timeout" and data["stop"] == "timeout"
         assert data["stats"]["bab_rounds"] == 3 and data["stats"]["bab_domains"] == 96
+        assert data["timings"]["bab_s"] == 1.0 and data["timings"]["total_s"] >= 0.0
         assert results.read_text().splitlines()[0] == "timeout"
         assert late() is False  # one answer only
     finally:

@@ -26,9 +26,8 @@ from branching import BabStats
 from verifier.cli import add_settings, parse_override
 from verifier.config import InputError
 from verifier.deadline import Deadline
-from verifier.result import Result, Status
 from verifier.vnncomp.harness import CacheDir, prepare_instance, run_config, run_instance
-from verifier.watchdog import grace_for, start_watchdog
+from verifier.watchdog import grace_for, late_timeout, start_watchdog
 
 
 def _cache_dir(arg: Path | None) -> CacheDir:
@@ -127,9 +126,7 @@ def _late_answer(
             return False
         with contextlib.suppress(OSError):
             Path(results_file).write_text("timeout\n")
-        reason = f"time budget spent ({budget.elapsed():.1f} s) inside a stage"
-        stats = latest[-1].to_dict() if latest else {}
-        late_result = Result(Status.TIMEOUT, reason=reason, stop="timeout", stats=stats)
+        late_result = late_timeout(budget, latest[-1] if latest else None)
         print(late_result.to_json() if as_json else "timeout")
         return True
 
