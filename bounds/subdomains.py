@@ -167,9 +167,7 @@ def refreshed_intervals(
         b = node_interval(bg, bg.infos[name], cur)
         if name in base:
             b = b.intersect(_expand(base[name], B))
-        if name in overrides:
-            b = b.intersect(overrides[name])
-        b, gone = _narrowed(b, None)
+        b, gone = _narrowed(b, overrides.get(name))
         empty |= gone
         cur[name] = b
     return cur, empty

@@ -92,12 +92,6 @@ def outward(b: Bounds, dtype: torch.dtype) -> Bounds:
     return Bounds(lo, hi)
 
 
-def _expand_to(b: Bounds, like: Tensor) -> Bounds:
-    """``b`` (batch 1 or that of ``like``) expanded to ``like``'s batch."""
-    shape = (like.shape[0],) + tuple(b.lower.shape[1:])
-    return Bounds(b.lower.expand(shape), b.upper.expand(shape))
-
-
 def choose_split_mode(
     bg: BoundGraph, config: BabConfig, lower: Any = None, upper: Any = None
 ) -> str:
@@ -420,11 +414,12 @@ class _Search:
         def rows(t: Tensor) -> Tensor:  # [k, S, B, ...] parameters: subdomains idx
             return (t if t.shape[2] == 1 else t.index_select(2, idx)).to(dt)
 
+        # Records wider than the root (float32 rounded outward) are cut back to it by the
+        # bound call, which intersects every interval with ``base``.
         overrides = {}
         for name, b in over.items():
             pick = (lambda t: t) if b.lower.shape[0] == 1 else (lambda t: t.index_select(0, idx))
-            narrowed = Bounds(pick(b.lower).to(dt), pick(b.upper).to(dt))
-            overrides[name] = narrowed.intersect(_expand_to(self.root[name], narrowed.lower))
+            overrides[name] = Bounds(pick(b.lower).to(dt), pick(b.upper).to(dt))
         req = BoundRequest(
             lower=self.p.lower.expand(n, *self.p.lower.shape[1:]),
             upper=self.p.upper.expand(n, *self.p.upper.shape[1:]),
