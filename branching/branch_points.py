@@ -176,8 +176,7 @@ def check_tables(directory: Path | None = None, names: Iterable[str] | None = No
     differing = []
     for name in names if names is not None else available_tables():
         path = lut.store.table_path(directory, name)
-        fresh = build_table(name).to_bytes()
-        if not path.is_file() or path.read_bytes() != fresh:
+        if not path.is_file() or not build_table(name).same_as(lut.load_table(path)):
             differing.append(name)
     return differing
 

@@ -91,6 +91,26 @@ class LookupTable:
     def name(self) -> str:
         return self.meta.name
 
+    def same_as(self, other: LookupTable) -> bool:
+        """Same grid, same stored fractions and the same metadata, the fingerprint's floats
+        up to a relative 1e-12: its probe points go through ``exp`` of the grid's log axes,
+        whose last bit differs between numpy releases (the fractions do not)."""
+        mine, theirs = self.meta.to_dict(), other.meta.to_dict()
+        fp_a, fp_b = mine.pop("fingerprint"), theirs.pop("fingerprint")
+        if mine != theirs or self.grid != other.grid:
+            return False
+        if not np.array_equal(self.values, other.values):
+            return False
+        if fp_a is None or fp_b is None:
+            return fp_a is fp_b
+        if fp_a.keys() != fp_b.keys():
+            return False
+        for key in fp_a:
+            a, b = np.asarray(fp_a[key], np.float64), np.asarray(fp_b[key], np.float64)
+            if a.shape != b.shape or not np.allclose(a, b, rtol=1e-12, atol=0.0):
+                return False
+        return True
+
     @property
     def checksum(self) -> str:
         """SHA-256 over the canonical header (without checksum) and the values."""

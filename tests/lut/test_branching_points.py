@@ -6,9 +6,12 @@ Loading time is measured by ``tests/benchmarks/bench_lut.py``, not asserted here
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,9 +60,25 @@ def test_table_point_matches_scipy_and_beats_midpoint(store, bench, name):
 
 
 @pytest.mark.parametrize("name", ["Pow3", "Reciprocal"])
-def test_rebuild_reproduces_packaged_table_bit_for_bit(name):
-    packaged = lut.store.table_path(lut.PACKAGED_DIR, name).read_bytes()
-    assert bp.build_table(name).to_bytes() == packaged
+def test_rebuild_reproduces_packaged_table(name):
+    """The packaged file is what the code builds: the same fractions, bit for bit (the
+    fingerprint's probe points may differ in the last bit between numpy releases)."""
+    packaged = lut.load_table(lut.store.table_path(lut.PACKAGED_DIR, name))
+    fresh = bp.build_table(name)
+    assert np.array_equal(fresh.values, packaged.values)
+    assert fresh.same_as(packaged)
+
+
+def test_same_as_tells_a_changed_fraction_or_fingerprint():
+    table = lut.load_table(lut.store.table_path(lut.PACKAGED_DIR, "Reciprocal"))
+    assert table.same_as(lut.LookupTable.from_bytes(table.to_bytes()))
+    values = table.values.copy()
+    values.flat[values.size // 2] ^= 1
+    assert not table.same_as(dataclasses.replace(table, values=values, _cache={}))
+    fp = copy.deepcopy(table.meta.fingerprint)
+    fp["outputs"][0][3] *= 1 + 1e-9
+    changed = dataclasses.replace(table.meta, fingerprint=fp)
+    assert not table.same_as(dataclasses.replace(table, meta=changed, _cache={}))
 
 
 def test_loading_all_tables():
