@@ -15,7 +15,12 @@ import torch
 
 from bounds import BoundGraph, Bounds
 from bounds.crown import crown_bounds
-from bounds.subdomains import BoundRequest, bound_subdomains, refreshed_intervals
+from bounds.subdomains import (
+    BoundRequest,
+    bound_subdomains,
+    refreshed_intervals,
+    split_constraints,
+)
 from models import evaluate_all, load_onnx
 from models.zoo import zoo_model_path
 
@@ -232,3 +237,22 @@ def test_known_intervals_equal_to_the_refreshed_ones_give_the_same_bounds(name: 
     a = bound_subdomains(bg, BoundRequest(**common))
     b = bound_subdomains(bg, BoundRequest(**common, known=fresh))
     assert torch.equal(a.lower, b.lower)
+
+
+def test_split_constraints_skip_ends_narrowed_by_rounding_alone() -> None:
+    """An end the interval pass narrowed by an ulp (as float32 rounding against the
+    outward-rounded root does) gets no constraint; one it narrowed for real does, and a
+    split end always does, at the tighter refreshed point."""
+    root = Bounds(torch.tensor([[-1.0, -2.0, -3.0]]), torch.tensor([[1.0, 2.0, 3.0]]))
+    split = Bounds(torch.tensor([[0.0, -2.0, -3.0]]), torch.tensor([[1.0, 2.0, 3.0]]))
+    ulp = float(torch.nextafter(root.lower[0, 1], torch.tensor(0.0)))
+    cur = Bounds(torch.tensor([[0.25, ulp, -3.0]]), torch.tensor([[1.0, 2.0, 2.5]]))
+    c = split_constraints({"z": root}, {"z": cur}, ["z"], {"z": split})["z"]
+    assert c.raised.tolist() == [[1.0, 0.0, 0.0]]
+    assert c.lower.tolist() == [[0.25, 0.0, 0.0]]
+    assert c.lowered.tolist() == [[0.0, 0.0, 1.0]]
+    assert c.upper.tolist() == [[0.0, 0.0, 2.5]]
+    # A split end within rounding of the root's still gets its constraint.
+    tiny = Bounds(torch.tensor([[-1.0, ulp, -3.0]]), root.upper)
+    c = split_constraints({"z": root}, {"z": tiny}, ["z"], {"z": tiny})["z"]
+    assert c.raised.tolist() == [[0.0, 1.0, 0.0]]

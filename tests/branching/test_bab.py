@@ -214,12 +214,14 @@ def test_filter_mix_settings_reach_the_same_answer(mix: str) -> None:
     assert out.stats.domains_filtered > 0
 
 
-@pytest.mark.parametrize(("name", "radius"), [("mlp_relu", 0.6), ("mlp_tanh", 0.5)])
+@pytest.mark.parametrize(("name", "radius"), CASES)
 def test_float32_search_proves_with_float64_rechecks(name: str, radius: float) -> None:
     graph, lo, hi, C, _, true_lb, _ = _setup(name, radius)
     d = _holds(true_lb)
-    cfg = BabConfig(split="activation", batch_size=16, float32_search=True)
+    cfg = BabConfig(split="activation", batch_size=16, float32_search=True, max_domains=3000)
     out = run_bab(BoundGraph(graph), BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
+    # mlp_sigmoid stalled here (over 6,000 domains, depth 130+) while spurious beta
+    # constraints on neurons tightened only by float32 rounding were optimised.
     assert out.reason is StopReason.PROVED, out.detail
     assert out.stats.rechecked > 0  # every dropped domain was verified again in float64
 
