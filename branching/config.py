@@ -63,9 +63,11 @@ class BabConfig:
         float32_search: activation splitting of a float64 problem bounds its domains in
             float32 and verifies every domain it would drop again with one float64 pass
             from the float64 root intervals (the proof never rests on a float32 bound).
-            On by default: 1.5x the domains per second on eran 6x200 and mnist_fc
-            256x4 in the same time, three quarters of the memory; no row of the
-            benchmarks changed its answer.
+            On by default (same day, one run at a time, 60 s): mnist_fc 256x4 prop_3
+            proved in 25.1 s instead of 29.9, prop_11 28.0 instead of 29.8, vit 7308
+            29.3 instead of 32.1, with 10-25 % less peak memory; no benchmark row
+            changed its answer. On eran's Sigmoid 6x200 the float64 rechecks cost
+            more than float32 saves (1655: 148 vs 170 domains/s; no tool solves it).
         max_memory_mb: cap on the bytes the open domains may hold.
         shortcut_memory_mb: cap on BBPS's root linear bounds of split nodes.
         max_domains: stop with ``max_domains`` after bounding this many (0: no cap).

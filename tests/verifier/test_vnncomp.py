@@ -95,6 +95,26 @@ def test_run_with_json_prints_the_stop_reason_and_stats(
     assert capsys.readouterr().out.strip() == "unsat"
 
 
+def test_run_instance_leaves_the_results_file_to_a_writer_that_answered_first(
+    tmp_path: Path,
+) -> None:
+    """A watchdog that wrote ``timeout`` first keeps its line: the run's late answer
+    neither overwrites nor truncates it (bench saw an empty results file)."""
+    model = write_model(tmp_path / "lin.onnx")
+    spec = tmp_path / "safe.vnnlib"
+    spec.write_text(spec_text(hi=0.5))
+    out = tmp_path / "res.txt"
+
+    def watchdog_first() -> bool:
+        out.write_text("timeout\n")
+        return False
+
+    result = run_instance("test", model, spec, out, 20, claim=watchdog_first)
+    assert result.status.word == "unsat" and out.read_text() == "timeout\n"
+    result = run_instance("test", model, spec, out, 20, claim=lambda: True)
+    assert out.read_text() == "unsat\n"
+
+
 def test_run_instance_bad_input_writes_unknown(tmp_path: Path) -> None:
     model = write_model(tmp_path / "lin.onnx")
     spec = tmp_path / "bad.vnnlib"

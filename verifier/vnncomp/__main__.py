@@ -90,6 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         latest[:] = [stats]
 
     timer = _watchdog(args.results_file, budget, args.json, latest) if argv is None else None
+    claimed: list[bool] = []
+
+    def claim() -> bool:
+        """Answer (the results file, then stdout) only if the watchdog has not: claimed
+        before the file is written, so that the watchdog's ``timeout`` line is never
+        truncated by a late write of ours (it then ended the process with an empty file)."""
+        claimed.append(timer is None or _ANSWERED.acquire(blocking=False))
+        return claimed[-1]
+
     result = run_instance(
         args.category,
         args.onnx,
@@ -100,8 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         deadline=budget,
         config=config,
         progress=record,
+        claim=claim,
     )
-    if timer is not None and not _ANSWERED.acquire(blocking=False):
+    if not all(claimed):
         return 0  # the watchdog answered first; it ends the process
     if timer is not None:
         timer.cancel()

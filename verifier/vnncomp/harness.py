@@ -194,10 +194,13 @@ def run_instance(
     deadline: Deadline | None = None,
     config: VerifyConfig | None = None,
     progress: Callable[[BabStats], None] | None = None,
+    claim: Callable[[], bool] | None = None,
 ) -> Result:
     """Verify one instance and write its results file (first line: the answer word).
 
-    ``progress`` receives the branch-and-bound statistics after every round.
+    ``progress`` receives the branch-and-bound statistics after every round. ``claim``
+    is called once, right before the results file is written: False means another
+    writer (a watchdog) has answered, and the file is left to it.
 
     The old results file is removed first. Bad input gives ``unknown`` (its message is
     logged as an error) so that the file always holds one of ``sat``, ``unsat``,
@@ -220,5 +223,6 @@ def run_instance(
         result = Result(Status.UNKNOWN, reason=f"bad input: {exc}")
     if result.status is Status.ERROR:
         result = Result(Status.UNKNOWN, reason=result.reason, stats=result.stats)
-    results_file.write_text(result.to_vnncomp())
+    if claim is None or claim():
+        results_file.write_text(result.to_vnncomp())
     return result
