@@ -63,11 +63,13 @@ class BabConfig:
         float32_search: activation splitting of a float64 problem bounds its domains in
             float32 and verifies every domain it would drop again with one float64 pass
             from the float64 root intervals (the proof never rests on a float32 bound).
-            On by default (same day, one run at a time, 60 s): mnist_fc 256x4 prop_3
+            Off by default. Same day, one run at a time, 60 s: mnist_fc 256x4 prop_3
             proved in 25.1 s instead of 29.9, prop_11 28.0 instead of 29.8, vit 7308
-            29.3 instead of 32.1, with 10-25 % less peak memory; no benchmark row
-            changed its answer. On eran's Sigmoid 6x200 the float64 rechecks cost
-            more than float32 saves (1655: 148 vs 170 domains/s; no tool solves it).
+            29.3 instead of 32.1, with 10-25 % less memory; eran's Sigmoid 6x200 is
+            slower (1655: 148 vs 170 domains/s: the float64 rechecks cost more than
+            float32 saves). It still stalls on the zoo mlp_sigmoid case with
+            ``batch_size=4`` (2,845 domains at depth 96 in 30 s; float64: 31 domains),
+            though no longer with 16 (see :func:`bounds.subdomains.split_constraints`).
         max_memory_mb: cap on the bytes the open domains may hold.
         shortcut_memory_mb: cap on BBPS's root linear bounds of split nodes.
         max_domains: stop with ``max_domains`` after bounding this many (0: no cap).
@@ -93,7 +95,7 @@ class BabConfig:
     lr_beta: float = 0.05
     filter: int = 2
     filter_mix: str = "babsr"
-    float32_search: bool = True
+    float32_search: bool = False
     max_memory_mb: float = 4096.0
     shortcut_memory_mb: float = 256.0
     max_domains: int = 0

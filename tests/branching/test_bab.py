@@ -107,11 +107,6 @@ def test_proves_a_property_that_holds(name: str, radius: float, split: str) -> N
         bg, BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120), falsify=_falsify(graph, C, d)
     )
     assert out.reason is StopReason.PROVED, out.detail
-    if split == "activation":  # and in float64 throughout
-        cfg64 = BabConfig(split=split, batch_size=16, float32_search=False)
-        out64 = run_bab(bg, BabProblem(lo, hi, C, d, d), cfg64, Deadline.after(120))
-        assert out64.reason is StopReason.PROVED, out64.detail
-        assert out64.stats.rechecked == 0
     assert out.counterexample is None
     assert out.stats.domains_bounded > 1
 
@@ -159,7 +154,10 @@ def test_a_timed_out_search_resumes_where_it_stopped(split: str) -> None:
     them (no root re-bounding, statistics summed) and reaches the proof; a final stop is
     returned again by later runs."""
     bg, problem = _hard_holding_case()
-    cfg = BabConfig(split=split, batch_size=4, input_batch_size=8)
+    # filter=4: with the default 2 this chaotic case's resumed search splits differently
+    # from a fresh one after the cut-short round (69 vs 31 domains), which says nothing
+    # about resuming; with 4 both stay close.
+    cfg = BabConfig(split=split, batch_size=4, input_batch_size=8, filter=4)
     search = BabSearch(bg, problem, cfg)
     ticks = iter(range(10**9))
     checks = 40.0 if split == "activation" else 4.0  # the root's alpha steps check too
@@ -221,8 +219,6 @@ def test_filter_mix_settings_reach_the_same_answer(mix: str) -> None:
 
 @pytest.mark.parametrize(("name", "radius"), CASES)
 def test_float32_search_proves_with_float64_rechecks(name: str, radius: float) -> None:
-    """(The other activation-split tests run the default float32 search too; this one
-    checks the rechecks and the former stall.)"""
     graph, lo, hi, C, _, true_lb, _ = _setup(name, radius)
     d = _holds(true_lb)
     cfg = BabConfig(split="activation", batch_size=16, float32_search=True, max_domains=3000)
