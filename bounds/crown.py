@@ -289,9 +289,11 @@ def node_bounds(
     *,
     relax_cache: RelaxationCache | None = None,
     rows: Tensor | None = None,
+    chunk_elements: int = 0,
 ) -> Bounds:
     """CROWN bounds of the elements ``rows`` (flat indices; all when None) of node ``name``,
-    processed in chunks; the other elements get infinite bounds."""
+    processed in chunks of about ``chunk_elements`` coefficients (0: the default); the
+    other elements get infinite bounds."""
     shape = bg.shape(name)
     n = math.prod(shape)
     like = bounds[bg.input_name].lower
@@ -299,7 +301,8 @@ def node_bounds(
     index = torch.arange(n) if rows is None else rows.cpu()
     k = index.numel()
     biggest = max((math.prod(bg.shape(m)) for m in bg.order[: bg.order.index(name) + 1]), default=n)
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, B * max(biggest, math.prod(bg.input_shape))))
+    per_chunk = chunk_elements or _CHUNK_ELEMENTS
+    chunk = max(1, per_chunk // max(1, B * max(biggest, math.prod(bg.input_shape))))
     lows, ups = [], []
     for s in range(0, k, chunk):
         e = min(k, s + chunk)
@@ -331,7 +334,7 @@ def consumer_mask(info: NodeInfo) -> Callable[[Tensor, Tensor], Tensor] | None:
     return relax.split_mask
 
 
-def _split_masks(bg: BoundGraph, name: str) -> list | None:
+def consumer_masks(bg: BoundGraph, name: str) -> list | None:
     """The ``split_mask`` of every consumer of ``name``, or None unless every consumer is
     elementwise with a mask of its own (ReLU, LeakyReLU, Clip, Sign, Floor, ...)."""
     masks = []
@@ -353,7 +356,7 @@ def shaping_elements(bg: BoundGraph, name: str, b: Bounds) -> Tensor | None:
     ReLU/Clip/Floor input: the consumer's ``split_mask`` is False in every domain) need no
     CROWN rows of their own.
     """
-    masks = _split_masks(bg, name)
+    masks = consumer_masks(bg, name)
     if masks is None:
         return None
     lo, up = b.lower.flatten(1), b.upper.flatten(1)
@@ -375,7 +378,7 @@ def sparse_rows_apply(bg: BoundGraph, max_elements: int) -> bool:
     CROWN bounds (``tests/bounds/test_crown_sparse.py``)."""
     need = bg.needs_bounds
     return all(
-        math.prod(bg.shape(m)) <= max_elements and _split_masks(bg, m) is not None for m in need
+        math.prod(bg.shape(m)) <= max_elements and consumer_masks(bg, m) is not None for m in need
     )
 
 

@@ -6,9 +6,9 @@ splitting). :func:`bound_subdomains` takes one :class:`BoundRequest` (batched ov
 subdomains) and returns one :class:`BoundResult`:
 
 * the intervals of every node are the root's (``base``), narrowed by the per-domain
-  ``overrides`` of split nodes and refreshed by one interval pass, so a split also
-  tightens every later node for free; a subdomain whose intervals become empty is
-  infeasible (nothing to prove there);
+  ``overrides`` of split nodes and refreshed by one interval pass (and optionally by
+  CROWN, node by node), so a split also tightens every later node; a subdomain whose
+  intervals become empty is infeasible (nothing to prove there);
 * alpha (relaxation parameters) and beta (multipliers of the split constraints, with the
   split point as a bias: ``beta·s·(z - p)``) are optimised jointly by Adam, warm-started
   from the parent's values; verified subdomains leave the batch as soon as they are an
@@ -18,8 +18,9 @@ subdomains) and returns one :class:`BoundResult`:
   coefficients ``lA`` of the objective with respect to every nonlinear node's output
   (BBPS), and the input coefficients of the lower bound (candidate counterexamples).
 
-Intermediate nodes are not re-bounded by CROWN here (the reference's
-``fix_interm_bounds``): only the output bound is optimised.
+Only the output bound is optimised (the reference's ``fix_interm_bounds``); the nodes
+named in ``refine`` are re-bounded by plain CROWN (default relaxations, no beta) in each
+subdomain before that, from the intervals of the nodes before them.
 """
 
 from __future__ import annotations
@@ -34,11 +35,18 @@ import torch
 from torch import Tensor
 
 from .alpha import Adam, _param_groups, init_alphas, project_
-from .crown import backward_lower
+from .crown import (
+    backward_lower,
+    consumer_masks,
+    is_crown_refined,
+    node_bounds,
+    shaping_elements,
+    sparse_rows_apply,
+)
 from .deadline import Deadline
 from .ibp import node_interval
 from .network import BoundGraph
-from .types import Bounds, BoundsError
+from .types import CROWN_MAX_ELEMENTS, Bounds, BoundsError
 
 __all__ = [
     "BoundRequest",
@@ -87,6 +95,12 @@ class BoundRequest:
             interval pass is costly (attention), looser where a split would have tightened
             later nodes: meant for estimates such as the branching filter's.
         initial: ``[B, S]`` known sound lower bounds (e.g. the parent's) to start from.
+        refine: nodes whose intervals the interval pass also tightens with their CROWN
+            bounds in each subdomain (beta-free; ignored with ``known`` or without
+            ``refresh``).
+        refine_rows: CROWN rows per refined node and subdomain: its ``refine_rows`` widest
+            elements (among those whose interval still shapes a relaxation, on ReLU-like
+            graphs); 0: every element that shapes one.
         catchup: up to this many more Adam steps, after ``iterations``, for the subdomains
             whose own bound is still below ``initial`` (every other one stops there). A
             child warm-started from its parent's last parameters can start far below the
@@ -114,6 +128,8 @@ class BoundRequest:
     known: Mapping[str, Bounds] | None = None
     initial: Tensor | None = None
     catchup: int = 0
+    refine: frozenset[str] = frozenset()
+    refine_rows: int = 0
 
 
 @dataclass
@@ -153,8 +169,13 @@ def refreshed_intervals(
     box: Bounds,
     base: Mapping[str, Bounds],
     overrides: Mapping[str, Bounds],
+    refine: frozenset[str] = frozenset(),
+    refine_rows: int = 0,
 ) -> tuple[dict[str, Bounds], Tensor]:
-    """Intervals of every node: an interval pass intersected with base and overrides.
+    """Intervals of every node: an interval pass intersected with base and overrides, and
+    for the nodes ``refine``, with their CROWN bounds in each subdomain (computed from the
+    intervals of the nodes before them, so a split tightens them through every
+    relaxation it makes exact, not only through the interval pass).
 
     Returns the intervals and an ``[B]`` mask of infeasible subdomains (some interval
     empty beyond rounding). Empty intervals are widened back to a point so that the
@@ -163,14 +184,63 @@ def refreshed_intervals(
     B = box.lower.shape[0]
     cur: dict[str, Bounds] = {bg.input_name: box}
     empty = torch.zeros(B, dtype=torch.bool, device=box.lower.device)
+    sparse = bool(refine) and sparse_rows_apply(bg, CROWN_MAX_ELEMENTS)
     for name in bg.order:
         b = node_interval(bg, bg.infos[name], cur)
         if name in base:
             b = b.intersect(_expand(base[name], B))
         b, gone = _narrowed(b, overrides.get(name))
+        if name in refine and is_crown_refined(bg, name, CROWN_MAX_ELEMENTS):
+            cur[name] = b
+            if refine_rows:
+                refined = _widest_rows_bounds(bg, name, cur, refine_rows, sparse)
+            else:
+                rows = shaping_elements(bg, name, b) if sparse else None
+                refined = None
+                if rows is None or rows.numel():
+                    refined = node_bounds(bg, name, cur, rows=rows, chunk_elements=_REFINE_CHUNK)
+            if refined is not None:
+                b, gone2 = _narrowed(b, refined)
+                gone |= gone2
         empty |= gone
         cur[name] = b
     return cur, empty
+
+
+def _widest_rows_bounds(
+    bg: BoundGraph, name: str, cur: Mapping[str, Bounds], k: int, sparse: bool
+) -> Bounds | None:
+    """CROWN bounds of each subdomain's ``k`` widest elements of ``name`` (only those whose
+    interval still shapes a relaxation, on ``sparse`` graphs); infinite elsewhere."""
+    b = cur[name]
+    B = b.lower.shape[0]
+    lo, up = b.lower.flatten(1), b.upper.flatten(1)
+    n = lo.shape[1]
+    score = up - lo
+    if sparse:
+        masks = consumer_masks(bg, name)
+        assert masks is not None  # sparse graphs mask every consumer
+        keep = torch.zeros_like(lo, dtype=torch.bool)
+        for mask in masks:
+            keep |= mask(lo, up)
+        if not bool(keep.any()):
+            return None
+        score = torch.where(keep, score, torch.full_like(score, -1.0))
+    k = min(k, n)
+    idx = score.topk(k, dim=1).indices  # [B, k]
+    eye = lo.new_zeros(k, B, n)
+    eye.scatter_(2, idx.T.unsqueeze(2), 1.0)
+    shape = bg.shape(name)
+    A0 = torch.cat([eye, -eye]).reshape((2 * k, B) + shape)
+    lb = backward_lower(bg, name, A0, cur).lower  # [2k, B]
+    lower = torch.full_like(lo, -math.inf).scatter(1, idx, lb[:k].T)
+    upper = torch.full_like(up, math.inf).scatter(1, idx, -lb[k:].T)
+    return Bounds(lower.reshape(b.lower.shape), upper.reshape(b.upper.shape))
+
+
+#: Elements of the largest coefficient tensor per CROWN chunk when refining subdomains'
+#: intermediate nodes (the batch of domains makes the default chunk a handful of rows).
+_REFINE_CHUNK = 1 << 24
 
 
 def _narrowed(b: Bounds, other: Bounds | None) -> tuple[Bounds, Tensor]:
@@ -373,7 +443,9 @@ def _prepare(
                     infeasible |= empty
                 intervals[name] = b
         elif req.refresh:
-            intervals, infeasible = refreshed_intervals(bg, box, req.base, req.overrides)
+            intervals, infeasible = refreshed_intervals(
+                bg, box, req.base, req.overrides, req.refine, req.refine_rows
+            )
         else:
             intervals = {k: _expand(v, B) for k, v in req.base.items()}
             intervals.update(req.overrides)

@@ -8,7 +8,14 @@ Typical use (one case of a spec; see :func:`branching.run_bab`)::
     result.reason  # StopReason.PROVED, COUNTEREXAMPLE, TIMEOUT, MEMORY, NO_CANDIDATE, ...
 """
 
-from .bab import BabProblem, BabSearch, Falsifier, choose_split_mode, run_bab
+from .bab import (
+    BabProblem,
+    BabSearch,
+    Falsifier,
+    choose_split_mode,
+    intermediate_mode,
+    run_bab,
+)
 from .config import BabConfig, BabResult, BabStats, StopReason
 from .domains import DomainMemoryError, DomainStore
 from .heuristics import HEURISTICS
@@ -25,5 +32,6 @@ __all__ = [
     "Falsifier",
     "StopReason",
     "choose_split_mode",
+    "intermediate_mode",
     "run_bab",
 ]

@@ -34,11 +34,11 @@ from torch import Tensor
 
 import lut
 from bounds import compute_bounds
-from bounds.crown import crown_bounds
+from bounds.crown import crown_bounds, sparse_rows_apply
 from bounds.deadline import Deadline
 from bounds.network import BoundGraph
 from bounds.subdomains import BoundRequest, BoundResult, bound_subdomains
-from bounds.types import Bounds
+from bounds.types import CROWN_MAX_ELEMENTS, Bounds
 
 from . import attack
 from .config import BabConfig, BabResult, BabStats, StopReason
@@ -48,7 +48,7 @@ from .splits import candidate_mask, find_split_nodes, split_points
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BabProblem", "BabSearch", "Falsifier", "outward", "run_bab"]
+__all__ = ["BabProblem", "BabSearch", "Falsifier", "intermediate_mode", "outward", "run_bab"]
 
 #: ``falsify(points [K, *input_shape]) -> counterexample or None`` (the caller confirms).
 Falsifier = Callable[[Tensor], Any]
@@ -111,6 +111,16 @@ def choose_split_mode(
             both = tuple(torch.from_numpy(np.array(t, dtype=np.float64)) for t in both)
         free = int((both[0] > both[1]).sum())
     return "input" if free <= config.input_split_max_dims else "activation"
+
+
+def intermediate_mode(bg: BoundGraph, config: BabConfig) -> str:
+    """ "crown" under ``intermediate="auto"`` on graphs whose every bounded node feeds
+    piecewise-linear consumers alone (ReLU networks: CROWN rows only for unstable
+    neurons, and a split makes a relaxation exact), else "interval"; the configured mode
+    otherwise."""
+    if config.intermediate != "auto":
+        return config.intermediate
+    return "crown" if sparse_rows_apply(bg, CROWN_MAX_ELEMENTS) else "interval"
 
 
 def run_bab(
@@ -228,6 +238,7 @@ class _Search:
         # problem's dtype before it is dropped (``exact``).
         self.work = problem.lower.dtype
         self.exact = False
+        self.intermediate = "interval"  # resolved from the config when activation starts
 
     def begin(self, deadline: Deadline) -> None:
         self.deadline = deadline
@@ -244,9 +255,17 @@ class _Search:
     def finish(self, reason: StopReason, detail: str = "") -> BabResult:
         self.stats.elapsed_s = self._elapsed()
         self.stats.domains_left = len(self.store)
+        self.stats.verified_share = self._verified_share(reason)
         if self.progress is not None:
             self.progress(self.stats)
         return BabResult(reason, self.cex, self.stats, detail)
+
+    def _verified_share(self, reason: StopReason | None = None) -> float:
+        if reason is StopReason.PROVED:
+            return 1.0
+        if reason is StopReason.COUNTEREXAMPLE:
+            return self.stats.verified_share
+        return max(0.0, 1.0 - self.store.open_mass())
 
     def _limit_reached(self) -> BabResult | None:
         """The stop for the time budget or the domain cap, when one is reached."""
@@ -268,6 +287,7 @@ class _Search:
         s.domains_left = len(self.store)
         s.peak_domains = max(s.peak_domains, s.domains_left)
         s.worst_margin = self.store.worst() if len(self.store) else s.worst_margin
+        s.verified_share = self._verified_share()
         if self.progress is not None:
             self.progress(s)
 
@@ -318,6 +338,7 @@ class _Search:
         self.nodes = nodes
         self.node_ids = {n.name: i for i, n in enumerate(nodes)}
         self.record = frozenset(c.name for n in nodes for c in n.consumers)
+        self.intermediate = intermediate_mode(bg, cfg)
         box = Bounds(p.lower, p.upper)
         with torch.no_grad():
             root = dict(p.root) if p.root is not None else crown_bounds(bg, box)
@@ -373,7 +394,10 @@ class _Search:
                     return self.finish(StopReason.COUNTEREXAMPLE)
             idx = torch.nonzero(open_).flatten()
             if idx.numel():
-                batch = self._domains(res, self._overrides(kids), kids["depth"], idx)
+                over = self._overrides(kids)
+                if self.intermediate == "crown" and not self.exact:
+                    over = {k: res.intervals[k] for k in over}
+                batch = self._domains(res, over, kids["depth"], idx)
                 stop = self._decide(batch, res, idx)
                 if stop is not None:
                     return stop
@@ -397,7 +421,18 @@ class _Search:
         n = size(kids)
         lo = self.box_w.lower.expand(n, *self.box_w.lower.shape[1:])
         hi = self.box_w.upper.expand(n, *self.box_w.upper.shape[1:])
-        return self._bound(lo, hi, over, alphas, betas, kids["lower"], iterations, known)
+        refine: frozenset[str] = frozenset()
+        deep = self.cfg.refine_depth and bool((kids["depth"] > self.cfg.refine_depth).all())
+        if known is None and self.intermediate == "crown" and not deep:
+            refine = self._refined_after(kids["d_node"])
+        return self._bound(lo, hi, over, alphas, betas, kids["lower"], iterations, known, refine)
+
+    def _refined_after(self, node_id: Tensor) -> frozenset[str]:
+        """The nodes CROWN re-bounds in children split at nodes ``node_id``: every node
+        that needs bounds after the earliest of them (the others cannot change)."""
+        pos = {name: i for i, name in enumerate(self.bg.order)}
+        first = min(pos[self.nodes[int(i)].name] for i in torch.unique(node_id).tolist())
+        return frozenset(n for n in self.bg.needs_bounds if n in pos and pos[n] > first)
 
     def _verified_exactly(
         self, over: Mapping[str, Bounds], res: BoundResult, idx: Tensor
@@ -454,6 +489,7 @@ class _Search:
         initial: Tensor | None,
         iterations: int,
         known: Mapping[str, Bounds] | None = None,
+        refine: frozenset[str] = frozenset(),
     ) -> BoundResult:
         n = lo.shape[0]
         req = BoundRequest(
@@ -474,6 +510,8 @@ class _Search:
             initial=initial,
             catchup=self.cfg.catchup_iterations if initial is not None else 0,
             known=known,
+            refine=refine,
+            refine_rows=self.cfg.refine_rows,
         )
         return bound_subdomains(self.bg, req)
 

@@ -10,6 +10,7 @@ __all__ = ["BabConfig", "BabResult", "BabStats", "StopReason"]
 
 SPLIT_MODES = ("auto", "activation", "input")
 POINT_METHODS = ("table", "midpoint")
+INTERMEDIATE_MODES = ("auto", "interval", "crown")
 
 
 class StopReason(str, enum.Enum):
@@ -70,6 +71,29 @@ class BabConfig:
             float32 saves). It still stalls on the zoo mlp_sigmoid case with
             ``batch_size=4`` (2,845 domains at depth 96 in 30 s; float64: 31 domains),
             though no longer with 16 (see :func:`bounds.subdomains.split_constraints`).
+        intermediate: how a child's intermediate intervals are tightened after its split:
+            "interval" (one interval pass from the split intervals, intersected with the
+            parent's), "crown" (that, and every node after the earliest split node of
+            the round re-bounded by CROWN in each child: the split neuron's relaxation is
+            then exact in every later node's bound, not only in its interval), or "auto"
+            (crown on graphs whose bounded nodes all feed piecewise-linear consumers,
+            i.e. ReLU networks, where only unstable neurons need rows; interval
+            elsewhere). Same day, one run at a time, 60 s, crown up to depth 4 against
+            interval: mnist_fc 256x4 prop_3 proved in 5.8 s instead of 25.1 (115
+            domains instead of 6,433), prop_8_0.03 15.0 s instead of 17.8, prop_11 27.7
+            instead of 30.4; the rows that time out either way verify the same share of
+            the tree (prop_6_0.03 64.5 % vs 64.3 %, prop_5 90.6 vs 90.7, eran
+            mnist_relu_9_200 2697 17.3 vs 17.0). On Sigmoid, power-flow and attention
+            graphs CROWN rows for every neuron cost more than they gain (ml4acopf 118
+            prop3: 12 % of the tree verified instead of 28 %).
+        refine_depth: with "crown", children deeper than this keep their parent's
+            re-bounded intervals and get the interval pass only (0: every depth).
+            Re-bounding every child proves mnist_fc prop_11 in 1,799 domains instead of
+            7,915 but bounds 40-75 domains/s instead of 270-450, and the rows that time
+            out verify much less (prop_6_0.03: 27 % of the tree; depth 8 as bad).
+        refine_rows: with "crown", re-bound only each child's this many widest
+            (unstable) neurons per node (0: all of them; 16 halves the cost and keeps
+            most of the gain on mnist_fc, but all rows up to depth 4 were better).
         max_memory_mb: cap on the bytes the open domains may hold.
         shortcut_memory_mb: cap on BBPS's root linear bounds of split nodes.
         max_domains: stop with ``max_domains`` after bounding this many (0: no cap).
@@ -96,6 +120,9 @@ class BabConfig:
     filter: int = 2
     filter_mix: str = "babsr"
     float32_search: bool = False
+    intermediate: str = "auto"
+    refine_depth: int = 4
+    refine_rows: int = 0
     max_memory_mb: float = 4096.0
     shortcut_memory_mb: float = 256.0
     max_domains: int = 0
@@ -123,6 +150,11 @@ class BabConfig:
                 min(self.iterations, self.root_iterations, self.catchup_iterations) >= 0,
                 "bab iterations must be >= 0",
             ),
+            (
+                self.intermediate in INTERMEDIATE_MODES,
+                f"bab.intermediate must be one of {', '.join(INTERMEDIATE_MODES)}",
+            ),
+            (min(self.refine_depth, self.refine_rows) >= 0, "bab refine settings must be >= 0"),
             (self.max_memory_mb > 0, "bab.max_memory_mb must be > 0"),
             (self.filter >= 1, "bab.filter must be >= 1"),
             (
@@ -138,7 +170,11 @@ class BabConfig:
 
 @dataclass
 class BabStats:
-    """Counters of one search (updated in place while it runs)."""
+    """Counters of one search (updated in place while it runs).
+
+    ``verified_share`` is ``1 - sum 2^-depth`` over the open domains: the share of the
+    search tree already verified (each split gives each child half its parent's share),
+    a measure of progress on searches that time out."""
 
     rounds: int = 0
     domains_bounded: int = 0
@@ -151,6 +187,7 @@ class BabStats:
     domains_filtered: int = 0
     rechecked: int = 0
     rechecks_failed: int = 0
+    verified_share: float = 0.0
     split: str = ""
 
     @property
@@ -170,6 +207,7 @@ class BabStats:
             "bab_domains_filtered": self.domains_filtered,
             "bab_rechecked": self.rechecked,
             "bab_rechecks_failed": self.rechecks_failed,
+            "bab_verified_share": round(self.verified_share, 6),
         }
 
 

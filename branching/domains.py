@@ -123,6 +123,11 @@ class DomainStore:
         self._bytes = sum(nbytes(c) for c in self._chunks)
         return out
 
+    def open_mass(self, depth_key: str = "depth") -> float:
+        """``sum 2^-depth`` over the open domains: the share of the search tree (each
+        split halves its parent's share) that is not verified yet."""
+        return sum(float(torch.exp2(-c[depth_key].double()).sum()) for c in self._chunks if size(c))
+
     def worst(self) -> float:
         """The smallest margin among open domains (``inf`` when empty)."""
         vals = [c[self.margin_key].min() for c in self._chunks if size(c)]

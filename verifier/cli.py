@@ -212,7 +212,8 @@ def _write_results_file(path: Path, text: str) -> None:
 
 
 class ProgressLine:
-    """The live branch-and-bound line on stderr: domains left, worst margin, domains/s.
+    """The live branch-and-bound line on stderr: domains left, worst margin, domains/s,
+    the share of the search tree verified.
 
     On a terminal the line is redrawn in place (at most every ``interval`` seconds);
     otherwise one line is written every ``5 * interval`` seconds.
@@ -235,7 +236,8 @@ class ProgressLine:
         line = (
             f"bab: {stats.domains_left} domains left, worst margin {stats.worst_margin:.4g}, "
             f"{stats.domains_per_s:.0f} domains/s, {stats.domains_bounded} bounded, "
-            f"depth {stats.max_depth}, {stats.elapsed_s:.1f} s"
+            f"depth {stats.max_depth}, {100 * stats.verified_share:.1f}% verified, "
+            f"{stats.elapsed_s:.1f} s"
         )
         if self.tty:
             self.stream.write("\r\033[K" + line)

@@ -448,6 +448,8 @@ def _totals(searches: list[BabSearch], start: float, current: BabStats | None = 
     if current is not None:
         _merge_stats(total, current)
     total.elapsed_s = time.perf_counter() - start
+    if searches:  # the mean over the cases searched so far
+        total.verified_share = sum(x.stats.verified_share for x in searches) / len(searches)
     return total
 
 

@@ -249,3 +249,54 @@ def test_float32_search_never_proves_on_a_float32_bound_alone(monkeypatch) -> No
     out = run_bab(BoundGraph(graph), BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
     assert out.reason is not StopReason.PROVED
     assert out.stats.rechecks_failed > 0
+
+
+@pytest.mark.parametrize(("name", "radius"), CASES)
+@pytest.mark.parametrize("rows", [0, 4])
+def test_crown_intermediate_bounds_reach_both_answers(name: str, radius: float, rows: int) -> None:
+    """With every later node re-bounded by CROWN in each child (all rows, or each
+    domain's 4 widest), the search proves the property that holds and finds the
+    violation that exists."""
+    graph, lo, hi, C, m, true_lb, _ = _setup(name, radius)
+    bg = BoundGraph(graph)
+    cfg = BabConfig(split="activation", batch_size=16, intermediate="crown", refine_rows=rows)
+    d = _holds(true_lb)
+    out = run_bab(bg, BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120))
+    assert out.reason is StopReason.PROVED, out.detail
+    assert out.stats.verified_share == 1.0
+    d = torch.tensor([m + 1e-3 * (1 + abs(m))], dtype=torch.float64)
+    out = run_bab(
+        bg, BabProblem(lo, hi, C, d, d), cfg, Deadline.after(120), falsify=_falsify(graph, C, d)
+    )
+    assert out.reason is StopReason.COUNTEREXAMPLE, out.detail
+    assert float(violation(graph, out.counterexample[None], C, d)[0]) <= 0.0
+
+
+def test_verified_share_measures_progress_of_a_timed_out_search() -> None:
+    """``1 - sum 2^-depth`` over the open domains: strictly between 0 and 1 after some
+    domains were verified and the time ran out, and 1 once proved."""
+    bg, problem = _hard_holding_case()
+    cfg = BabConfig(split="activation", batch_size=4)
+    search = BabSearch(bg, problem, cfg)
+    ticks = iter(range(10**9))
+    first = search.run(Deadline.after(80.0, clock=lambda: float(next(ticks))))
+    assert first.reason is StopReason.TIMEOUT
+    share = first.stats.verified_share
+    depths = torch.cat([c["depth"] for c in search._search.store._chunks])
+    assert share == pytest.approx(1.0 - float(torch.exp2(-depths.double()).sum()))
+    second = search.run(Deadline.after(120))
+    assert second.reason is StopReason.PROVED
+    assert second.stats.verified_share == 1.0
+
+
+def test_auto_intermediate_mode_rebounds_relu_networks_only() -> None:
+    from branching import intermediate_mode
+
+    relu = BoundGraph(load_onnx(zoo_model_path("mlp_relu")))
+    sigmoid = BoundGraph(load_onnx(zoo_model_path("mlp_sigmoid")))
+    assert intermediate_mode(relu, BabConfig()) == "crown"
+    assert intermediate_mode(sigmoid, BabConfig()) == "interval"
+    assert intermediate_mode(relu, BabConfig(intermediate="interval")) == "interval"
+    assert intermediate_mode(sigmoid, BabConfig(intermediate="crown")) == "crown"
+    with pytest.raises(ValueError, match="intermediate"):
+        BabConfig(intermediate="lp")

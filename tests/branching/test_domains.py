@@ -172,3 +172,12 @@ def test_mixed_input_scores_weigh_coefficients_and_width() -> None:
     assert int(sc[0].argmax()) == 0 and int(sens[0].argmax()) == 0 and int(wide[0].argmax()) == 1
     # box 1: no coefficient at all -> the width term alone, no NaN from 0/0
     torch.testing.assert_close(sc[1], torch.ones(4, dtype=torch.float64))
+
+
+def test_open_mass_halves_with_each_level_of_depth() -> None:
+    store = DomainStore("lifo")
+    assert store.open_mass() == 0.0
+    store.push({"margin": torch.zeros(3), "depth": torch.tensor([1, 2, 2])})
+    assert store.open_mass() == pytest.approx(1.0)
+    store.pop(1)
+    assert store.open_mass() == pytest.approx(0.75)
