@@ -348,13 +348,9 @@ def consumer_masks(bg: BoundGraph, name: str) -> list | None:
     return masks or None
 
 
-def shaping_elements(bg: BoundGraph, name: str, b: Bounds) -> Tensor | None:
-    """Flat indices of ``name``'s elements whose interval can still change a relaxation,
-    or None when every element can (or some consumer is not of the masked kind).
-
-    Elements that every consumer relaxes exactly whatever the interval (a stable
-    ReLU/Clip/Floor input: the consumer's ``split_mask`` is False in every domain) need no
-    CROWN rows of their own.
+def shaping_mask(bg: BoundGraph, name: str, b: Bounds) -> Tensor | None:
+    """``[B, n]``: where ``name``'s element's interval can still change a relaxation in
+    each domain, or None when it can everywhere (some consumer is not of the masked kind).
     """
     masks = consumer_masks(bg, name)
     if masks is None:
@@ -363,7 +359,19 @@ def shaping_elements(bg: BoundGraph, name: str, b: Bounds) -> Tensor | None:
     keep = torch.zeros_like(lo, dtype=torch.bool)
     for mask in masks:
         keep |= mask(lo, up)
-    return torch.nonzero(keep.any(0)).flatten()
+    return keep
+
+
+def shaping_elements(bg: BoundGraph, name: str, b: Bounds) -> Tensor | None:
+    """Flat indices of ``name``'s elements whose interval can still change a relaxation
+    in some domain, or None when every element can (see :func:`shaping_mask`).
+
+    Elements that every consumer relaxes exactly whatever the interval (a stable
+    ReLU/Clip/Floor input: the consumer's ``split_mask`` is False in every domain) need no
+    CROWN rows of their own.
+    """
+    keep = shaping_mask(bg, name, b)
+    return None if keep is None else torch.nonzero(keep.any(0)).flatten()
 
 
 def sparse_rows_apply(bg: BoundGraph, max_elements: int) -> bool:

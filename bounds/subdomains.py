@@ -37,10 +37,10 @@ from torch import Tensor
 from .alpha import Adam, _param_groups, init_alphas, project_
 from .crown import (
     backward_lower,
-    consumer_masks,
     is_crown_refined,
     node_bounds,
     shaping_elements,
+    shaping_mask,
     sparse_rows_apply,
 )
 from .deadline import Deadline
@@ -217,12 +217,8 @@ def _widest_rows_bounds(
     lo, up = b.lower.flatten(1), b.upper.flatten(1)
     n = lo.shape[1]
     score = up - lo
-    if sparse:
-        masks = consumer_masks(bg, name)
-        assert masks is not None  # sparse graphs mask every consumer
-        keep = torch.zeros_like(lo, dtype=torch.bool)
-        for mask in masks:
-            keep |= mask(lo, up)
+    keep = shaping_mask(bg, name, b) if sparse else None
+    if keep is not None:
         if not bool(keep.any()):
             return None
         score = torch.where(keep, score, torch.full_like(score, -1.0))

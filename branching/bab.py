@@ -337,6 +337,12 @@ class _Search:
             return self.finish(StopReason.NO_CANDIDATE, "the model has no splittable neuron")
         self.nodes = nodes
         self.node_ids = {n.name: i for i, n in enumerate(nodes)}
+        pos = {name: i for i, name in enumerate(bg.order)}
+        # Per split node: the nodes needing bounds after it (what a split there can change).
+        self.later = [
+            frozenset(m for m in bg.needs_bounds if m in pos and pos[m] > pos[n.name])
+            for n in nodes
+        ]
         self.record = frozenset(c.name for n in nodes for c in n.consumers)
         self.intermediate = intermediate_mode(bg, cfg)
         box = Bounds(p.lower, p.upper)
@@ -430,9 +436,8 @@ class _Search:
     def _refined_after(self, node_id: Tensor) -> frozenset[str]:
         """The nodes CROWN re-bounds in children split at nodes ``node_id``: every node
         that needs bounds after the earliest of them (the others cannot change)."""
-        pos = {name: i for i, name in enumerate(self.bg.order)}
-        first = min(pos[self.nodes[int(i)].name] for i in torch.unique(node_id).tolist())
-        return frozenset(n for n in self.bg.needs_bounds if n in pos and pos[n] > first)
+        # The sets are nested (an earlier node's holds a later one's): the largest is theirs.
+        return max((self.later[i] for i in torch.unique(node_id).tolist()), key=len)
 
     def _verified_exactly(
         self, over: Mapping[str, Bounds], res: BoundResult, idx: Tensor
