@@ -94,6 +94,11 @@ class BabConfig:
         refine_rows: with "crown", re-bound only each child's this many widest
             (unstable) neurons per node (0: all of them; 16 halves the cost and keeps
             most of the gain on mnist_fc, but all rows up to depth 4 were better).
+        stabilize: before the search of a ReLU network (``intermediate`` resolving to
+            "crown"), prove intermediate neurons stable with small searches
+            (:func:`branching.stabilize.stabilize`) and start from the tightened intervals.
+        stabilize_share: the share of the remaining time the stabilising searches may use.
+        stabilize_domains: domains each stabilising search may bound.
         max_memory_mb: cap on the bytes the open domains may hold.
         shortcut_memory_mb: cap on BBPS's root linear bounds of split nodes.
         max_domains: stop with ``max_domains`` after bounding this many (0: no cap).
@@ -123,6 +128,9 @@ class BabConfig:
     intermediate: str = "auto"
     refine_depth: int = 4
     refine_rows: int = 0
+    stabilize: bool = False
+    stabilize_share: float = 0.25
+    stabilize_domains: int = 64
     max_memory_mb: float = 4096.0
     shortcut_memory_mb: float = 256.0
     max_domains: int = 0
@@ -156,6 +164,10 @@ class BabConfig:
             ),
             (min(self.refine_depth, self.refine_rows) >= 0, "bab refine settings must be >= 0"),
             (self.max_memory_mb > 0, "bab.max_memory_mb must be > 0"),
+            (
+                0 <= self.stabilize_share <= 1 and self.stabilize_domains >= 1,
+                "bab.stabilize_share must be in [0, 1] and bab.stabilize_domains >= 1",
+            ),
             (self.filter >= 1, "bab.filter must be >= 1"),
             (
                 self.filter_mix in HEURISTICS or self.filter_mix == "",

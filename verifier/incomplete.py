@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from bounds import AlphaConfig, BoundGraph, compute_bounds
+from branching import BabConfig, choose_split_mode, intermediate_mode
+from branching.stabilize import StabilizeStats, stabilize
 from models import Graph, evaluate
 from verifier.config import BoundsConfig
 from verifier.deadline import Deadline
@@ -91,6 +93,7 @@ def bound_group(
     device: str,
     deadline: Deadline | None,
     keep: dict | None = None,
+    known: dict | None = None,
 ) -> np.ndarray:
     """Lower bounds ``[S]`` of the group's rows with ``method``.
 
@@ -99,6 +102,9 @@ def bound_group(
 
     ``keep``, when given, receives ``"intermediate"``: the node intervals (batch 1) the
     bounds were computed with, for branch-and-bound to start from.
+
+    ``known``, when given, holds sound intervals (batch 1) of some nodes to start from
+    (e.g. after :func:`branching.stabilize.stabilize`).
     """
     dtype = _DTYPES[cfg.dtype]
     shape = (1,) + bg.input_shape
@@ -122,6 +128,7 @@ def bound_group(
         alpha=alpha,
         crown_max_elements=cfg.crown_max_elements,
         deadline=deadline,
+        known=known,
     )
     if keep is not None:
         keep["intermediate"] = res.intermediate
@@ -206,3 +213,52 @@ def run_incomplete(
     if open_out is not None:
         open_out.extend(kept[gi] for gi in open_groups)
     return None
+
+
+def stabilize_group(
+    bg: BoundGraph,
+    og: OpenGroup,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    cfg: BoundsConfig,
+    bab: BabConfig,
+    device: str,
+    deadline: Deadline,
+    stats: StabilizeStats,
+) -> OpenGroup:
+    """``og`` after :func:`branching.stabilize.stabilize` on its box and alpha-CROWN again
+    from the tightened intervals (a new OpenGroup; ``og`` itself when nothing was proved
+    stable). Applies to ReLU networks whose search splits activations."""
+    if not (
+        bab.stabilize
+        and og.intermediate is not None
+        and intermediate_mode(bg, bab) == "crown"
+        and choose_split_mode(bg, bab, lower, upper) == "activation"
+    ):
+        return og
+    dtype = _DTYPES[cfg.dtype]
+    shape = (1,) + bg.input_shape
+    lo = torch.tensor(lower, dtype=dtype, device=device).reshape(shape)
+    hi = torch.tensor(upper, dtype=dtype, device=device).reshape(shape)
+    root = dict(og.intermediate)  # type: ignore[call-overload]
+    tightened, st = stabilize(bg, lo, hi, root, bab, deadline.child(bab.stabilize_share))
+    stats.attempted += st.attempted
+    stats.proved += st.proved
+    stats.domains += st.domains
+    stats.elapsed_s += st.elapsed_s
+    if not st.proved or deadline.expired():
+        return og
+    keep: dict = {}
+    lb = bound_group(
+        bg, lower, upper, og.rows, "alpha-crown", cfg, device, deadline, keep, tightened
+    )
+    lb = np.maximum(lb, og.lower)
+    done = refuted_cases(lb, og.rows, len(og.refuted), og.margin) | og.refuted
+    log.info(
+        "stabilize: box %d: %d/%d cases refuted after re-bounding (worst margin %.4g)",
+        og.index,
+        int(done.sum()),
+        len(done),
+        float(np.max(lb - og.rows.d)),
+    )
+    return OpenGroup(og.index, og.rows, lb, og.margin, done, keep["intermediate"])

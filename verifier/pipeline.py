@@ -46,11 +46,12 @@ from branching import (
     StopReason,
     choose_split_mode,
 )
+from branching.stabilize import StabilizeStats
 from verifier.attack import AttackProgress, CaseGroup, group_cases, iter_candidates
 from verifier.config import InputError, VerifyConfig
 from verifier.counterexample_check import OrtChecker, OrtCheckError
 from verifier.deadline import Deadline
-from verifier.incomplete import OpenGroup, run_incomplete
+from verifier.incomplete import OpenGroup, run_incomplete, stabilize_group
 from verifier.result import Counterexample, Result, Status
 from verifier.runtime import Runtime, runtime_context
 
@@ -319,6 +320,7 @@ def bab_stage(ctx: StageContext) -> Result | None:
     dtype = torch.float64 if bcfg.dtype == "float64" else torch.float32
     device = ctx.runtime.device
     start = time.perf_counter()
+    _stabilize(ctx, bg)
     # Every open case gets an equal share of what is left (a case that ends early leaves
     # its time to the next ones), easiest first: cases whose bound came closest to a proof.
     forward = make_forward(ctx.problem.graph, ctx.runtime)  # shared by every case's search
@@ -391,6 +393,32 @@ def bab_stage(ctx: StageContext) -> Result | None:
         return None
     ctx.stop = StopReason.PROVED.value
     return Result(Status.UNSAT, reason="every case refuted by branch-and-bound")
+
+
+def _stabilize(ctx: StageContext, bg: BoundGraph) -> None:
+    """Prove intermediate neurons stable before the search (ReLU networks; see
+    :func:`branching.stabilize.stabilize`) and re-bound the open groups from there."""
+    stats = StabilizeStats()
+    try:
+        ctx.open_groups = [
+            stabilize_group(
+                bg,
+                og,
+                ctx.problem.groups[og.index].lower,
+                ctx.problem.groups[og.index].upper,
+                ctx.config.bounds,
+                ctx.config.bab,
+                str(ctx.runtime.device),
+                ctx.deadline,
+                stats,
+            )
+            for og in ctx.open_groups
+        ]
+    except (BoundsError, DomainError) as exc:
+        ctx.notes.append(f"stabilising intermediate neurons failed: {exc}")
+    finally:
+        if stats.attempted:
+            ctx.stats.update(stats.to_dict())
 
 
 def _settle(

@@ -1,0 +1,118 @@
+"""Stabilising intermediate neurons (``branching.stabilize``): every tightened interval
+holds the values sampled in the box, the cut network computes the node it was cut at,
+and the search reaches the same answers from the tightened intervals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bounds import BoundGraph, compute_bounds
+from bounds.deadline import Deadline
+from branching import BabConfig, BabProblem, StopReason, run_bab
+from branching.stabilize import prefix_graph, stabilizable_nodes, stabilize
+from models import evaluate, load_onnx
+from models.evaluate import evaluate_all
+from models.zoo import zoo_model_path
+
+
+def _relu_setup(radius: float):
+    bg = BoundGraph(load_onnx(zoo_model_path("mlp_relu")))
+    centre = torch.linspace(-0.3, 0.4, 8, dtype=torch.float64).reshape((1,) + bg.input_shape)
+    lo, hi = centre - radius, centre + radius
+    root = compute_bounds(bg, lo, hi, method="crown", bound_upper=False).intermediate
+    return bg, lo, hi, dict(root)
+
+
+def test_only_nodes_feeding_relus_after_the_first_layer_are_stabilised() -> None:
+    bg, *_ = _relu_setup(0.1)
+    names = stabilizable_nodes(bg)
+    assert names and bg.needs_bounds[0] not in names  # the first layer's CROWN is exact
+    for name in names:
+        assert all(i.node.op == "Relu" for i in bg.infos.values() if name in i.node.inputs)
+    sigmoid = BoundGraph(load_onnx(zoo_model_path("mlp_sigmoid")))
+    assert stabilizable_nodes(sigmoid) == []
+
+
+def test_prefix_graph_computes_the_node_it_is_cut_at() -> None:
+    bg, lo, hi, _ = _relu_setup(0.5)
+    x = lo + (hi - lo) * torch.rand((64,) + tuple(lo.shape[1:]), dtype=lo.dtype)
+    full = evaluate_all(bg.graph, x)
+    for name in stabilizable_nodes(bg):
+        cut = prefix_graph(bg, name)
+        assert cut.output_name == name
+        torch.testing.assert_close(evaluate(cut.source, x), full[name])
+
+
+@pytest.mark.parametrize("radius", [0.1, 0.2, 0.3, 0.6])
+def test_tightened_intervals_hold_every_sampled_value(radius: float) -> None:
+    bg, lo, hi, root = _relu_setup(radius)
+    out, stats = stabilize(bg, lo, hi, root, BabConfig(), Deadline.after(60.0))
+    x = lo + (hi - lo) * torch.rand((20000,) + tuple(lo.shape[1:]), dtype=lo.dtype)
+    corners = torch.where(torch.rand_like(x) < 0.5, lo, hi)
+    vals = evaluate_all(bg.graph, torch.cat([x, corners]))
+    tightened = 0
+    for name in stabilizable_nodes(bg):
+        v = vals[name].flatten(1)
+        b = out[name]
+        assert bool((v >= b.lower.flatten(1) - 1e-9).all()), name
+        assert bool((v <= b.upper.flatten(1) + 1e-9).all()), name
+        assert bool((b.lower >= root[name].lower).all() and (b.upper <= root[name].upper).all())
+        tightened += int((b.lower != root[name].lower).sum() + (b.upper != root[name].upper).sum())
+    assert tightened == stats.proved
+    assert stats.attempted >= stats.proved
+
+
+def test_stabilising_proves_neurons_that_crown_leaves_unstable() -> None:
+    bg, lo, hi, root = _relu_setup(0.2)  # CROWN: all 16 neurons of linear_1 unstable
+    _, stats = stabilize(bg, lo, hi, root, BabConfig(), Deadline.after(60.0))
+    assert stats.proved > 0
+    assert stats.domains > 0
+
+
+def test_an_expired_deadline_returns_the_root_intervals() -> None:
+    bg, lo, hi, root = _relu_setup(0.6)
+    out, stats = stabilize(bg, lo, hi, root, BabConfig(), Deadline.after(0.0))
+    assert stats.attempted == 0
+    for name, b in root.items():
+        assert out[name] is b
+
+
+@pytest.mark.parametrize("radius", [0.2, 0.3])
+def test_search_from_stabilised_intervals_reaches_both_answers(radius: float) -> None:
+    bg, lo, hi, root = _relu_setup(radius)
+    out, _ = stabilize(bg, lo, hi, root, BabConfig(), Deadline.after(60.0))
+    x = lo + (hi - lo) * torch.rand((20000,) + tuple(lo.shape[1:]), dtype=lo.dtype)
+    C = torch.zeros(1, 4, dtype=torch.float64)
+    C[0, 0], C[0, 1] = 1.0, -1.0
+    with torch.no_grad():
+        m = float((evaluate(bg.source, x).reshape(len(x), -1) @ C.T).min())
+    cfg = BabConfig(split="activation", max_domains=20000)
+    # below every sampled value by a wide margin: must be proved; above one: must not be
+    for d, want in ((m - 2.0, {StopReason.PROVED}), (m + 0.05, {StopReason.COUNTEREXAMPLE})):
+        thr = torch.tensor([d], dtype=torch.float64)
+        res = run_bab(
+            bg,
+            BabProblem(lo, hi, C, thr, thr, out),
+            cfg,
+            Deadline.after(60.0),
+            falsify=_falsify(bg, C, thr),
+        )
+        assert res.reason in want, (d, res.reason, res.detail)
+
+
+def _falsify(bg, C, d):
+    def check(points: torch.Tensor):
+        with torch.no_grad():
+            v = evaluate(bg.source, points).reshape(points.shape[0], -1) @ C.T - d
+        hit = torch.nonzero(v.flatten() <= 0).flatten()
+        return None if hit.numel() == 0 else points[hit[0]].clone()
+
+    return check
+
+
+def test_config_rejects_bad_stabilize_settings() -> None:
+    with pytest.raises(ValueError, match="stabilize"):
+        BabConfig(stabilize_share=1.5)
+    with pytest.raises(ValueError, match="stabilize"):
+        BabConfig(stabilize_domains=0)
