@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +50,12 @@ _KINK_AT_ZERO = frozenset({"Relu", "LeakyRelu"})
 
 #: Random vertices of the box evaluated to rule out neurons that take both signs.
 SAMPLES = 1024
+
+#: Signed-gradient steps that try to show each candidate neuron on the wrong side.
+PGD_STEPS = 20
+
+#: Candidates attacked per batch.
+_CHUNK = 256
 
 
 @dataclass
@@ -119,6 +125,7 @@ def stabilize(
     root: Mapping[str, Bounds],
     config: BabConfig,
     deadline: Deadline,
+    done: Callable[[Mapping[str, Bounds]], bool] | None = None,
 ) -> tuple[dict[str, Bounds], StabilizeStats]:
     """Root intervals with the neurons proved stable on the box ``[lower, upper]``
     (``[1, *input_shape]``) given 0 as their end.
@@ -130,6 +137,9 @@ def stabilize(
         config: the main search's settings; the small searches use them with
             ``max_domains=config.stabilize_domains`` and no PGD.
         deadline: the time budget; stops between searches (a running one stops with it).
+        done: called with the intervals so far after every node and whenever the number
+            of neurons proved stable doubles (from 16); True stops (e.g. the caller's
+            bound already settles what it needs).
 
     Returns:
         The intervals (a new mapping; ``root`` is not changed) and the statistics.
@@ -143,7 +153,10 @@ def stabilize(
     for name in stabilizable_nodes(bg):
         if deadline.expired():
             break
-        _stabilize_node(bg, name, lower, upper, out, inner, deadline, stats)
+        if _stabilize_node(bg, name, lower, upper, out, inner, deadline, stats, done):
+            break
+        if done is not None and stats.proved and done(out):
+            break
     stats.elapsed_s = time.perf_counter() - start
     log.info(
         "stabilize: %d of %d neurons proved stable (%d domains, %.2f s)",
@@ -164,12 +177,14 @@ def _stabilize_node(
     inner: BabConfig,
     deadline: Deadline,
     stats: StabilizeStats,
-) -> None:
+    done: Callable[[Mapping[str, Bounds]], bool] | None,
+) -> bool:
+    """Stabilise node ``name``'s neurons (``out`` updated); True when ``done`` said stop."""
     b = out[name]
     lo, up = b.lower.reshape(-1), b.upper.reshape(-1)
     unstable = (lo < 0) & (up > 0)
     if not bool(unstable.any()):
-        return
+        return False
     cut = prefix_graph(bg, name)
     gen = torch.Generator().manual_seed(0)
     pick = torch.rand((SAMPLES,) + tuple(lower.shape[1:]), generator=gen, dtype=lower.dtype)
@@ -179,17 +194,37 @@ def _stabilize_node(
     # (fraction of the interval on the far side, neuron, sign of the row to prove > 0)
     todo: list[tuple[float, int, int]] = []
     frac = (up / (up - lo)).tolist()
-    seen_pos = (z.amax(0) > 0).tolist()
-    seen_neg = (z.amin(0) < 0).tolist()
+    cand = []
     for i in torch.nonzero(unstable).flatten().tolist():
-        if not seen_pos[i]:
-            todo.append((frac[i], i, -1))  # prove z_i <= 0
-        if not seen_neg[i]:
-            todo.append((1.0 - frac[i], i, 1))  # prove z_i >= 0
+        cand += [(i, -1), (i, 1)]  # prove z_i <= 0, prove z_i >= 0
+    idx = torch.tensor([i for i, _ in cand], dtype=torch.long)
+    sgn = torch.tensor([float(s) for _, s in cand], dtype=lo.dtype)
+    # the sampled point nearest the wrong side of each candidate starts its PGD
+    start = pts[(sgn[:, None] * z[:, idx].T).argmin(1)]
+    reached = torch.cat(
+        [
+            _attack(
+                cut, start[k : k + _CHUNK], idx[k : k + _CHUNK], sgn[k : k + _CHUNK], lower, upper
+            )
+            for k in range(0, len(idx), _CHUNK)
+        ]
+    )
+    for (i, sign), hit in zip(cand, reached.tolist()):
+        if not hit:
+            todo.append((frac[i] if sign < 0 else 1.0 - frac[i], i, sign))
     todo.sort()
     root_cut = {k: v for k, v in out.items() if k == cut.input_name or k in cut.infos}
     n = lo.numel()
     new_lo, new_up = lo.clone(), up.clone()
+    checkpoint = 16
+
+    def publish() -> None:
+        out[name] = Bounds(new_lo.reshape(b.lower.shape), new_up.reshape(b.upper.shape))
+
+    t0, proved0, tried0 = time.perf_counter(), stats.proved, stats.attempted
+    log.debug(
+        "stabilize %s: %d unstable, %d candidates after PGD", name, int(unstable.sum()), len(todo)
+    )
     for _, i, sign in todo:
         if deadline.expired():
             break
@@ -211,7 +246,49 @@ def _stabilize_node(
                 new_up[i] = 0.0
             else:
                 new_lo[i] = 0.0
-    out[name] = Bounds(new_lo.reshape(b.lower.shape), new_up.reshape(b.upper.shape))
+            if done is not None and stats.proved >= checkpoint:
+                checkpoint *= 2
+                publish()
+                if done(out):
+                    return True
+    publish()
+    log.debug(
+        "stabilize %s: %d of %d proved in %.2f s",
+        name,
+        stats.proved - proved0,
+        stats.attempted - tried0,
+        time.perf_counter() - t0,
+    )
+    return False
+
+
+def _attack(
+    cut: BoundGraph,
+    start: Tensor,
+    idx: Tensor,
+    sgn: Tensor,
+    lower: Tensor,
+    upper: Tensor,
+    steps: int = PGD_STEPS,
+) -> Tensor:
+    """``[K]``: whether signed PGD from ``start`` (``[K, *input]``) in the box reached
+    ``sgn_k * z[idx_k] <= 0`` for each candidate ``k`` (one batched run for all)."""
+    x = start.detach().clone()
+    rows = torch.arange(len(idx))
+    step = 0.25 * (upper - lower)
+    hit = torch.zeros(len(idx), dtype=torch.bool)
+    for _ in range(steps):
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            v = sgn * evaluate(cut.source, x).reshape(len(idx), -1)[rows, idx]
+            (grad,) = torch.autograd.grad(v.sum(), x)
+        hit |= (v <= 0).detach()
+        with torch.no_grad():
+            x = torch.minimum(torch.maximum(x - step * grad.sign(), lower), upper)
+        step = 0.8 * step
+    with torch.no_grad():
+        v = sgn * evaluate(cut.source, x).reshape(len(idx), -1)[rows, idx]
+    return hit | (v <= 0)
 
 
 def _wrong_side(cut: BoundGraph, i: int, sign: int):  # noqa: ANN202 - a Falsifier

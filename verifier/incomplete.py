@@ -7,13 +7,15 @@ case is refuted. All cases sharing a box are bounded together in one call.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from bounds import AlphaConfig, BoundGraph, compute_bounds
+from bounds import AlphaConfig, BoundGraph, Bounds, compute_bounds
 from branching import BabConfig, choose_split_mode, intermediate_mode
 from branching.stabilize import StabilizeStats, stabilize
 from models import Graph, evaluate
@@ -241,11 +243,30 @@ def stabilize_group(
     lo = torch.tensor(lower, dtype=dtype, device=device).reshape(shape)
     hi = torch.tensor(upper, dtype=dtype, device=device).reshape(shape)
     root = dict(og.intermediate)  # type: ignore[call-overload]
-    tightened, st = stabilize(bg, lo, hi, root, bab, deadline.child(bab.stabilize_share))
+    quick = dataclasses.replace(cfg, alpha_intermediate=False)
+    settled: list[np.ndarray] = []
+
+    def done(intervals: Mapping[str, Bounds]) -> bool:
+        """Whether alpha-CROWN with the intervals so far fixed refutes every open case."""
+        lb = bound_group(
+            bg, lower, upper, og.rows, "alpha-crown", quick, device, deadline, known=dict(intervals)
+        )
+        refuted = refuted_cases(np.maximum(lb, og.lower), og.rows, len(og.refuted), og.margin)
+        if (refuted | og.refuted).all():
+            settled.append(np.maximum(lb, og.lower))
+            return True
+        return False
+
+    budget = deadline.child(bab.stabilize_share)
+    tightened, st = stabilize(bg, lo, hi, root, bab, budget, done)
     stats.attempted += st.attempted
     stats.proved += st.proved
     stats.domains += st.domains
     stats.elapsed_s += st.elapsed_s
+    if settled:
+        log.info("stabilize: box %d: every case refuted by alpha-CROWN", og.index)
+        done_all = np.ones_like(og.refuted)
+        return OpenGroup(og.index, og.rows, settled[0], og.margin, done_all, tightened)
     if not st.proved or deadline.expired():
         return og
     keep: dict = {}

@@ -320,7 +320,12 @@ def bab_stage(ctx: StageContext) -> Result | None:
     dtype = torch.float64 if bcfg.dtype == "float64" else torch.float32
     device = ctx.runtime.device
     start = time.perf_counter()
-    _stabilize(ctx, bg)
+    if _stabilize(ctx, bg):
+        ctx.stop = StopReason.PROVED.value
+        return Result(
+            Status.UNSAT,
+            reason="every case refuted by alpha-CROWN after stabilising intermediate neurons",
+        )
     # Every open case gets an equal share of what is left (a case that ends early leaves
     # its time to the next ones), easiest first: cases whose bound came closest to a proof.
     forward = make_forward(ctx.problem.graph, ctx.runtime)  # shared by every case's search
@@ -395,9 +400,10 @@ def bab_stage(ctx: StageContext) -> Result | None:
     return Result(Status.UNSAT, reason="every case refuted by branch-and-bound")
 
 
-def _stabilize(ctx: StageContext, bg: BoundGraph) -> None:
+def _stabilize(ctx: StageContext, bg: BoundGraph) -> bool:
     """Prove intermediate neurons stable before the search (ReLU networks; see
-    :func:`branching.stabilize.stabilize`) and re-bound the open groups from there."""
+    :func:`branching.stabilize.stabilize`) and re-bound the open groups from there; True
+    when that refuted every case."""
     stats = StabilizeStats()
     try:
         ctx.open_groups = [
@@ -419,6 +425,7 @@ def _stabilize(ctx: StageContext, bg: BoundGraph) -> None:
     finally:
         if stats.attempted:
             ctx.stats.update(stats.to_dict())
+    return bool(stats.proved) and all(bool(og.refuted.all()) for og in ctx.open_groups)
 
 
 def _settle(
