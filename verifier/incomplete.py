@@ -230,9 +230,11 @@ def stabilize_group(
 ) -> OpenGroup:
     """``og`` after :func:`branching.stabilize.stabilize` on its box and alpha-CROWN again
     from the tightened intervals (a new OpenGroup; ``og`` itself when nothing was proved
-    stable). Applies to ReLU networks whose search splits activations."""
+    stable). Applies to ReLU networks whose search splits activations, when at least
+    ``bab.stabilize_min_s`` seconds are left."""
     if not (
         bab.stabilize
+        and deadline.remaining() >= bab.stabilize_min_s
         and og.intermediate is not None
         and intermediate_mode(bg, bab) == "crown"
         and choose_split_mode(bg, bab, lower, upper) == "activation"

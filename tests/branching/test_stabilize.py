@@ -4,6 +4,8 @@ and the search reaches the same answers from the tightened intervals."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -116,3 +118,35 @@ def test_config_rejects_bad_stabilize_settings() -> None:
         BabConfig(stabilize_share=1.5)
     with pytest.raises(ValueError, match="stabilize"):
         BabConfig(stabilize_domains=0)
+    with pytest.raises(ValueError, match="stabilize"):
+        BabConfig(stabilize_min_s=-1.0)
+
+
+def test_pipeline_stabilises_a_real_relu_instance(benchmarks_dir: Path) -> None:
+    """mnist_fc 256x4 prop_3: alpha-CROWN leaves all 9 cases open; with stabilised
+    intermediate neurons the re-bounded root refutes them (the answer is ``unsat``)."""
+    from verifier.pipeline import verify
+
+    bench = benchmarks_dir / "mnist_fc_2022"
+    res = verify(
+        bench / "onnx/mnist-net_256x4.onnx",
+        bench / "vnnlib/prop_3_0.05.vnnlib",
+        timeout=120,
+    )
+    assert res.status.word == "unsat"
+    assert res.stats["stabilize_proved"] > 0
+    assert res.stats["stabilize_attempted"] >= res.stats["stabilize_proved"]
+
+
+def test_pipeline_skips_stabilising_when_little_time_is_left(benchmarks_dir: Path) -> None:
+    """At a 60 s timeout the search has less than ``stabilize_min_s`` (90 s) left: the
+    same row is proved by the search alone, without stabilising."""
+    from verifier.pipeline import verify
+
+    bench = benchmarks_dir / "mnist_fc_2022"
+    res = verify(
+        bench / "onnx/mnist-net_256x4.onnx", bench / "vnnlib/prop_3_0.05.vnnlib", timeout=60
+    )
+    assert res.status.word == "unsat"
+    assert "stabilize_attempted" not in res.stats
+    assert res.stats["bab_domains"] > 0
