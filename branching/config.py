@@ -99,13 +99,17 @@ class BabConfig:
             (:func:`branching.stabilize.stabilize`) and start from the tightened intervals,
             when at least ``stabilize_min_s`` seconds are left for the search. It costs
             10-15 s on mnist_fc 256x4 and pays off on the rows that need long searches:
-            prop_5_0.05 proved in 91 s at its 120 s timeout, not in 300 s without; at a
-            60 s cap the same 34 of 45 mnist_fc rows are solved either way, and the rows
-            a short search proves take longer (prop_3 17.7 s instead of 6.8, prop_8_0.03
+            at their 120 s timeout 256x4 prop_5_0.05 is proved in 97 s and 256x6
+            prop_3_0.05 in 44 s (its stabilised root refutes every case), neither in
+            300 s without. At a 60 s cap (where it does not run) the same 34 of 45
+            mnist_fc rows are solved as when forced on, and the rows a short search
+            proves take longer forced on (prop_3 17.7 s instead of 6.8, prop_8_0.03
             25.7 instead of 15-20).
         stabilize_min_s: the least time left for the search (after the incomplete
             stages) at which ``stabilize`` runs; 0: always.
-        stabilize_share: the share of the remaining time the stabilising searches may use.
+        stabilize_share: the share of the remaining time the stabilising searches may use
+            (120 s timeouts: 0.25 proved prop_5 in 76 s but left 256x6 prop_3 at 98.8 %
+            of its tree; 0.4 proved both, prop_5 in 108 s; 0.33 both, in 97 and 44 s).
         stabilize_domains: domains each stabilising search may bound.
         max_memory_mb: cap on the bytes the open domains may hold.
         shortcut_memory_mb: cap on BBPS's root linear bounds of split nodes.
@@ -138,7 +142,7 @@ class BabConfig:
     refine_rows: int = 0
     stabilize: bool = True
     stabilize_min_s: float = 90.0
-    stabilize_share: float = 0.25
+    stabilize_share: float = 0.33
     stabilize_domains: int = 64
     max_memory_mb: float = 4096.0
     shortcut_memory_mb: float = 256.0
