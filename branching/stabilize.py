@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bounds.crown import is_crown_refined
 from bounds.deadline import Deadline
 from bounds.network import BoundGraph
 from bounds.types import CROWN_MAX_ELEMENTS, Bounds
@@ -67,6 +68,13 @@ class StabilizeStats:
     domains: int = 0
     elapsed_s: float = 0.0
 
+    def add(self, other: StabilizeStats) -> None:
+        """Add ``other``'s counts and time to these."""
+        self.attempted += other.attempted
+        self.proved += other.proved
+        self.domains += other.domains
+        self.elapsed_s += other.elapsed_s
+
     def to_dict(self) -> dict[str, float]:
         return {
             "stabilize_attempted": self.attempted,
@@ -83,18 +91,12 @@ def stabilizable_nodes(bg: BoundGraph) -> list[str]:
     for name in bg.needs_bounds:
         if name == bg.input_name or name not in bg.infos:
             continue
-        if not _crown_refined(bg, name):
+        if not is_crown_refined(bg, name, CROWN_MAX_ELEMENTS):
             continue
         ops = [i.node.op for i in bg.infos.values() if name in i.node.inputs]
         if ops and all(op in _KINK_AT_ZERO for op in ops):
             out.append(name)
     return out
-
-
-def _crown_refined(bg: BoundGraph, name: str) -> bool:
-    from bounds.crown import is_crown_refined
-
-    return is_crown_refined(bg, name, CROWN_MAX_ELEMENTS)
 
 
 def prefix_graph(bg: BoundGraph, name: str) -> BoundGraph:
@@ -137,8 +139,9 @@ def stabilize(
         config: the main search's settings; the small searches use them with
             ``max_domains=config.stabilize_domains`` and no PGD.
         deadline: the time budget; stops between searches (a running one stops with it).
-        done: called with the intervals so far after every node and whenever the number
-            of neurons proved stable doubles (from 16); True stops (e.g. the caller's
+        done: called with the intervals so far when the number of neurons proved stable
+            reaches 16, 32, 64, ... and after every node that proved some (never twice for
+            the same count); True stops (e.g. the caller's
             bound already settles what it needs).
 
     Returns:
@@ -150,12 +153,13 @@ def stabilize(
     inner = dataclasses.replace(
         config, max_domains=config.stabilize_domains, attack_every=0, split="activation"
     )
+    check = _Checkpoints(done, stats)
     for name in stabilizable_nodes(bg):
         if deadline.expired():
             break
-        if _stabilize_node(bg, name, lower, upper, out, inner, deadline, stats, done):
+        if _stabilize_node(bg, name, lower, upper, out, inner, deadline, stats, check):
             break
-        if done is not None and stats.proved and done(out):
+        if check(out, node_end=True):
             break
     stats.elapsed_s = time.perf_counter() - start
     log.info(
@@ -168,6 +172,26 @@ def stabilize(
     return out, stats
 
 
+class _Checkpoints:
+    """Calls ``done`` when the proofs reach the next power of two from 16, and at the end of
+    a node, never twice for the same number of proofs."""
+
+    def __init__(self, done: Callable[[Mapping[str, Bounds]], bool] | None, stats: StabilizeStats):
+        self.done, self.stats = done, stats
+        self.next_at, self.checked = 16, 0
+
+    def __call__(self, out: Mapping[str, Bounds], node_end: bool = False) -> bool:
+        proved = self.stats.proved
+        if self.done is None or proved == self.checked:
+            return False
+        if not (node_end or proved >= self.next_at):
+            return False
+        self.checked = proved
+        while self.next_at <= proved:
+            self.next_at *= 2
+        return self.done(out)
+
+
 def _stabilize_node(
     bg: BoundGraph,
     name: str,
@@ -177,9 +201,9 @@ def _stabilize_node(
     inner: BabConfig,
     deadline: Deadline,
     stats: StabilizeStats,
-    done: Callable[[Mapping[str, Bounds]], bool] | None,
+    check: _Checkpoints,
 ) -> bool:
-    """Stabilise node ``name``'s neurons (``out`` updated); True when ``done`` said stop."""
+    """Stabilise node ``name``'s neurons (``out`` updated); True when ``check`` said stop."""
     b = out[name]
     lo, up = b.lower.reshape(-1), b.upper.reshape(-1)
     unstable = (lo < 0) & (up > 0)
@@ -216,7 +240,6 @@ def _stabilize_node(
     root_cut = {k: v for k, v in out.items() if k == cut.input_name or k in cut.infos}
     n = lo.numel()
     new_lo, new_up = lo.clone(), up.clone()
-    checkpoint = 16
 
     def publish() -> None:
         out[name] = Bounds(new_lo.reshape(b.lower.shape), new_up.reshape(b.upper.shape))
@@ -246,11 +269,9 @@ def _stabilize_node(
                 new_up[i] = 0.0
             else:
                 new_lo[i] = 0.0
-            if done is not None and stats.proved >= checkpoint:
-                checkpoint *= 2
-                publish()
-                if done(out):
-                    return True
+            publish()
+            if check(out):
+                return True
     publish()
     log.debug(
         "stabilize %s: %d of %d proved in %.2f s",

@@ -85,6 +85,17 @@ def refuted_cases(
     return out
 
 
+def _box(
+    bg: BoundGraph, lower: np.ndarray, upper: np.ndarray, cfg: BoundsConfig, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The box as ``[1, *input_shape]`` tensors in the configured dtype."""
+    dtype = _DTYPES[cfg.dtype]
+    shape = (1,) + bg.input_shape
+    lo = torch.tensor(lower, dtype=dtype, device=device).reshape(shape)
+    hi = torch.tensor(upper, dtype=dtype, device=device).reshape(shape)
+    return lo, hi
+
+
 def bound_group(
     bg: BoundGraph,
     lower: np.ndarray,
@@ -108,10 +119,8 @@ def bound_group(
     ``known``, when given, holds sound intervals (batch 1) of some nodes to start from
     (e.g. after :func:`branching.stabilize.stabilize`).
     """
-    dtype = _DTYPES[cfg.dtype]
-    shape = (1,) + bg.input_shape
-    lo = torch.tensor(lower, dtype=dtype, device=device).reshape(shape)
-    hi = torch.tensor(upper, dtype=dtype, device=device).reshape(shape)
+    lo, hi = _box(bg, lower, upper, cfg, device)
+    dtype = lo.dtype
     C = torch.tensor(rows.C, dtype=dtype, device=device).unsqueeze(0)
     d = torch.tensor(rows.d, dtype=dtype, device=device).unsqueeze(0)
     alpha = AlphaConfig(
@@ -240,31 +249,42 @@ def stabilize_group(
         and choose_split_mode(bg, bab, lower, upper) == "activation"
     ):
         return og
-    dtype = _DTYPES[cfg.dtype]
-    shape = (1,) + bg.input_shape
-    lo = torch.tensor(lower, dtype=dtype, device=device).reshape(shape)
-    hi = torch.tensor(upper, dtype=dtype, device=device).reshape(shape)
+    lo, hi = _box(bg, lower, upper, cfg, device)
     root = dict(og.intermediate)  # type: ignore[call-overload]
+
+    def rebound(
+        with_cfg: BoundsConfig, intervals: Mapping[str, Bounds], keep: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """alpha-CROWN from ``intervals``: the best lower bounds and the refuted cases."""
+        lb = bound_group(
+            bg,
+            lower,
+            upper,
+            og.rows,
+            "alpha-crown",
+            with_cfg,
+            device,
+            deadline,
+            keep,
+            dict(intervals),
+        )
+        lb = np.maximum(lb, og.lower)
+        refuted = refuted_cases(lb, og.rows, len(og.refuted), og.margin) | og.refuted
+        return lb, refuted
+
     quick = dataclasses.replace(cfg, alpha_intermediate=False)
     settled: list[np.ndarray] = []
 
     def done(intervals: Mapping[str, Bounds]) -> bool:
         """Whether alpha-CROWN with the intervals so far fixed refutes every open case."""
-        lb = bound_group(
-            bg, lower, upper, og.rows, "alpha-crown", quick, device, deadline, known=dict(intervals)
-        )
-        refuted = refuted_cases(np.maximum(lb, og.lower), og.rows, len(og.refuted), og.margin)
-        if (refuted | og.refuted).all():
-            settled.append(np.maximum(lb, og.lower))
-            return True
-        return False
+        lb, refuted = rebound(quick, intervals)
+        if refuted.all():
+            settled.append(lb)
+        return bool(refuted.all())
 
     budget = deadline.child(bab.stabilize_share)
     tightened, st = stabilize(bg, lo, hi, root, bab, budget, done)
-    stats.attempted += st.attempted
-    stats.proved += st.proved
-    stats.domains += st.domains
-    stats.elapsed_s += st.elapsed_s
+    stats.add(st)
     if settled:
         log.info("stabilize: box %d: every case refuted by alpha-CROWN", og.index)
         done_all = np.ones_like(og.refuted)
@@ -272,16 +292,12 @@ def stabilize_group(
     if not st.proved or deadline.expired():
         return og
     keep: dict = {}
-    lb = bound_group(
-        bg, lower, upper, og.rows, "alpha-crown", cfg, device, deadline, keep, tightened
-    )
-    lb = np.maximum(lb, og.lower)
-    done = refuted_cases(lb, og.rows, len(og.refuted), og.margin) | og.refuted
+    lb, refuted = rebound(cfg, tightened, keep)
     log.info(
         "stabilize: box %d: %d/%d cases refuted after re-bounding (worst margin %.4g)",
         og.index,
-        int(done.sum()),
-        len(done),
+        int(refuted.sum()),
+        len(refuted),
         float(np.max(lb - og.rows.d)),
     )
-    return OpenGroup(og.index, og.rows, lb, og.margin, done, keep["intermediate"])
+    return OpenGroup(og.index, og.rows, lb, og.margin, refuted, keep["intermediate"])
