@@ -329,12 +329,13 @@ class _Search:
         return False
 
     # -------------------------------------------------------------- activation
-    def activation_start(self) -> BabResult | None:
-        """Bound the root and choose its split; a stop when that already settles it."""
+    def activation_setup(self) -> bool:
+        """The split nodes, the root intervals in the work dtype and what the rounds need;
+        False when the model has no splittable neuron."""
         bg, p, cfg = self.bg, self.p, self.cfg
         nodes = find_split_nodes(bg)
         if not nodes:
-            return self.finish(StopReason.NO_CANDIDATE, "the model has no splittable neuron")
+            return False
         self.nodes = nodes
         self.node_ids = {n.name: i for i, n in enumerate(nodes)}
         pos = {name: i for i, name in enumerate(bg.order)}
@@ -354,6 +355,22 @@ class _Search:
         self.box_w = outward(box, self.work)
         self.root_w = {k: outward(v, self.work) for k, v in root.items()}
         self.C_w, self.thr_w = self.C.to(self.work), self.thr.to(self.work)
+        self.shortcuts = {}
+        return True
+
+    def setup_shortcuts(self) -> None:
+        """BBPS's root linear bounds of the split nodes (only BBPS uses them)."""
+        if self.cfg.heuristic == "bbps":
+            budget = int(self.cfg.shortcut_memory_mb * 2**20)
+            with torch.no_grad():
+                self.shortcuts = shortcuts(self.bg, self.nodes, self.root_w, budget)
+
+    def activation_start(self) -> BabResult | None:
+        """Bound the root and choose its split; a stop when that already settles it."""
+        p, cfg = self.p, self.cfg
+        if not self.activation_setup():
+            return self.finish(StopReason.NO_CANDIDATE, "the model has no splittable neuron")
+        nodes = self.nodes
         lo_w, hi_w = self.box_w.lower, self.box_w.upper
         res = self._bound(lo_w, hi_w, {}, None, None, None, cfg.root_iterations)
         self.stats.domains_bounded += 1
@@ -365,11 +382,7 @@ class _Search:
             margins = self._margins(res.lower)
         if self._candidates(res.input_A, p.lower, p.upper, margins):
             return self.finish(StopReason.COUNTEREXAMPLE)
-        self.shortcuts = {}
-        if cfg.heuristic == "bbps":
-            budget = int(cfg.shortcut_memory_mb * 2**20)
-            with torch.no_grad():
-                self.shortcuts = shortcuts(bg, nodes, self.root_w, budget)
+        self.setup_shortcuts()
         batch = self._domains(res, over, torch.zeros(1, dtype=torch.long, device=p.lower.device))
         stop = self._decide(batch, res)
         if stop is not None:
@@ -391,7 +404,7 @@ class _Search:
             done = (margins > 0) | res.infeasible
             if self.exact and bool(done.any()):
                 idx = torch.nonzero(done).flatten()
-                done[idx] = self._verified_exactly(self._overrides(kids), res, idx)
+                done[idx] = self._verified_exactly(self._overrides(kids), res, idx, kids.get("case"))
                 margins = self._margins(res.lower)
             open_ = ~done
             if bool(open_.any()):
@@ -416,6 +429,15 @@ class _Search:
         (the interval pass of each bound call tightens them further)."""
         return {n.name: Bounds(kids[f"lo/{n.name}"], kids[f"up/{n.name}"]) for n in self.nodes}
 
+    def _rows(
+        self, n: int, case: Tensor | None, exact: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """``C`` ``[n, S, n_out]`` and thresholds ``[n, S]`` of ``n`` domains (of cases
+        ``case``: one case here, see :class:`branching.multi.RowSearch`), in the problem's
+        dtype when ``exact``, else in the work dtype."""
+        C, thr = (self.C, self.thr) if exact else (self.C_w, self.thr_w)
+        return C.unsqueeze(0).expand(n, *C.shape), thr.unsqueeze(0).expand(n, -1)
+
     def _bound_kids(
         self, kids: DomainBatch, iterations: int, known: Mapping[str, Bounds] | None = None
     ) -> BoundResult:
@@ -431,7 +453,9 @@ class _Search:
         deep = self.cfg.refine_depth and bool((kids["depth"] > self.cfg.refine_depth).all())
         if known is None and self.intermediate == "crown" and not deep:
             refine = self._refined_after(kids["d_node"])
-        return self._bound(lo, hi, over, alphas, betas, kids["lower"], iterations, known, refine)
+        return self._bound(
+            lo, hi, over, alphas, betas, kids["lower"], iterations, known, refine, kids.get("case")
+        )
 
     def _refined_after(self, node_id: Tensor) -> frozenset[str]:
         """The nodes CROWN re-bounds in children split at nodes ``node_id``: every node
@@ -440,7 +464,7 @@ class _Search:
         return max((self.later[i] for i in torch.unique(node_id).tolist()), key=len)
 
     def _verified_exactly(
-        self, over: Mapping[str, Bounds], res: BoundResult, idx: Tensor
+        self, over: Mapping[str, Bounds], res: BoundResult, idx: Tensor, case: Tensor | None = None
     ) -> Tensor:
         """Which of ``res``'s subdomains ``idx`` (verified in the work dtype) are verified by
         one pass in the problem's dtype, from the problem's box and root intervals, their
@@ -460,11 +484,12 @@ class _Search:
         for name, b in over.items():
             pick = (lambda t: t) if b.lower.shape[0] == 1 else (lambda t: t.index_select(0, idx))
             overrides[name] = Bounds(pick(b.lower).to(dt), pick(b.upper).to(dt))
+        C, thr = self._rows(n, None if case is None else case[idx], exact=True)
         req = BoundRequest(
             lower=self.p.lower.expand(n, *self.p.lower.shape[1:]),
             upper=self.p.upper.expand(n, *self.p.upper.shape[1:]),
-            C=self.C.unsqueeze(0).expand(n, *self.C.shape),
-            thresholds=self.thr.unsqueeze(0).expand(n, -1),
+            C=C,
+            thresholds=thr,
             base=self.root,
             overrides=overrides,
             alphas={k: rows(v) for k, v in res.alphas.items()},
@@ -473,11 +498,12 @@ class _Search:
         )
         with torch.no_grad():
             exact = bound_subdomains(self.bg, req)
-        ok = (self._margins(exact.lower) > 0) | exact.infeasible
+        ok = ((exact.lower - thr).max(-1).values > 0) | exact.infeasible
         bad = idx[~ok]
         if bad.numel():
             self.stats.rechecks_failed += int(bad.numel())
-            below = torch.nextafter(self.thr_w, torch.full_like(self.thr_w, -math.inf))
+            thr_w = thr[~ok].to(self.work)
+            below = torch.nextafter(thr_w, torch.full_like(thr_w, -math.inf))
             low = torch.minimum(exact.lower[~ok].to(self.work), below)
             res.lower[bad] = torch.minimum(res.lower[bad], low)
             res.infeasible[bad] = False
@@ -495,13 +521,14 @@ class _Search:
         iterations: int,
         known: Mapping[str, Bounds] | None = None,
         refine: frozenset[str] = frozenset(),
+        case: Tensor | None = None,
     ) -> BoundResult:
-        n = lo.shape[0]
+        C, thr = self._rows(lo.shape[0], case)
         req = BoundRequest(
             lower=lo,
             upper=hi,
-            C=self.C_w.unsqueeze(0).expand(n, *self.C_w.shape),
-            thresholds=self.thr_w.unsqueeze(0).expand(n, -1),
+            C=C,
+            thresholds=thr,
             base=self.root_w,
             overrides=overrides,
             alphas=alphas,
@@ -576,10 +603,17 @@ class _Search:
         scores = HEURISTICS[self.cfg.heuristic](inp)
         allsc = torch.cat([scores[n.name] for n in self.nodes], dim=1)
         best, arg = allsc.max(1)
-        if bool((best == -math.inf).any()):
-            return self.finish(StopReason.NO_CANDIDATE, "a domain has no neuron left to split")
-        if self.cfg.max_depth and bool((batch["depth"] >= self.cfg.max_depth).any()):
-            return self.finish(StopReason.MAX_DEPTH, f"depth limit {self.cfg.max_depth} reached")
+        stuck = best == -math.inf
+        if bool(stuck.any()):
+            stop = self._stuck(batch, stuck, StopReason.NO_CANDIDATE)
+            if stop is not None:
+                return stop
+        if self.cfg.max_depth:
+            deep = batch["depth"] >= self.cfg.max_depth
+            if bool(deep.any()):
+                stop = self._stuck(batch, deep, StopReason.MAX_DEPTH)
+                if stop is not None:
+                    return stop
         allpts = torch.cat([points[n.name] for n in self.nodes], dim=1)
         k = min(self.cfg.filter, allsc.shape[1])
         if k > 1:
@@ -595,6 +629,14 @@ class _Search:
             arg = self._filter(batch, cand, top, allpts, intervals)
         self._set_decision(batch, arg, allpts)
         return None
+
+    def _stuck(self, batch: DomainBatch, which: Tensor, reason: StopReason) -> BabResult | None:
+        """The stop for domains ``which`` of ``batch`` that cannot be split further (no
+        candidate left, or at the depth limit); None goes on (the caller drops their
+        cases, see :class:`branching.multi.RowSearch`)."""
+        if reason is StopReason.MAX_DEPTH:
+            return self.finish(reason, f"depth limit {self.cfg.max_depth} reached")
+        return self.finish(reason, "a domain has no neuron left to split")
 
     def _set_decision(self, batch: DomainBatch, arg: Tensor, allpts: Tensor) -> None:
         """Store the split ``arg`` (flat index over all split nodes) of each domain."""

@@ -10,10 +10,11 @@ never showed positive, a branch-and-bound search on the network cut at that node
 proves ``z_i <= 0`` (or ``z_i >= 0`` for one never seen negative); a proved neuron's
 interval end becomes 0 and its relaxation is exact in every domain of the main search.
 
-Each small search uses the main search's machinery (:class:`branching.BabSearch`, so
-every proof is as sound as the main search's), stops at the first point showing the
-neuron on the wrong side (a vertex of its leaves' linear bounds, checked on the cut
-network), and is capped at ``stabilize_domains`` domains. Neurons closest to stable
+The small searches of one node run together in one :class:`branching.multi.RowSearch`
+(the main search's machinery with each domain's own row, so every proof is as sound as
+the main search's); each stops at the first point showing its neuron on the wrong side
+(a vertex of its leaves' linear bounds, checked on the cut network) and is capped at
+``stabilize_domains`` domains. Neurons closest to stable
 (``u / (u - l)`` nearest 0 or 1) go first, nodes in graph order, within the deadline.
 
 mnist_fc 256x4 prop_5_0.05 (9 cases, alpha-CROWN margins -0.65 .. -0.88): 63 of the
@@ -39,8 +40,8 @@ from bounds.types import CROWN_MAX_ELEMENTS, Bounds
 from models.evaluate import evaluate
 from models.graph import ValueInfo
 
-from .bab import BabProblem, BabSearch
-from .config import BabConfig, StopReason
+from .config import BabConfig
+from .multi import RowSearch
 
 __all__ = ["StabilizeStats", "prefix_graph", "stabilize", "stabilizable_nodes"]
 
@@ -244,43 +245,44 @@ def _stabilize_node(
     def publish() -> None:
         out[name] = Bounds(new_lo.reshape(b.lower.shape), new_up.reshape(b.upper.shape))
 
-    t0, proved0, tried0 = time.perf_counter(), stats.proved, stats.attempted
+    t0, proved0 = time.perf_counter(), stats.proved
     log.debug(
         "stabilize %s: %d unstable, %d candidates after PGD", name, int(unstable.sum()), len(todo)
     )
-    for _, i, sign in todo:
-        if deadline.expired():
-            break
-        C = lower.new_zeros(1, n)
-        C[0, i] = float(sign)
-        zero = lower.new_zeros(1)
-        search = BabSearch(
-            cut,
-            BabProblem(lower, upper, C, zero, zero, root_cut),
-            inner,
-            falsify=_wrong_side(cut, i, sign),
-        )
-        res = search.run(deadline)
-        stats.attempted += 1
-        stats.domains += search.stats.domains_bounded
-        if res.reason is StopReason.PROVED:
-            stats.proved += 1
+    if not todo or deadline.expired():
+        return False
+    C = lower.new_zeros(len(todo), 1, n)
+    for k, (_, i, sign) in enumerate(todo):
+        C[k, 0, i] = float(sign)
+    stop = False
+
+    def proved(cases: list[int]) -> bool:
+        nonlocal stop
+        for k in cases:
+            _, i, sign = todo[k]
             if sign < 0:
                 new_up[i] = 0.0
             else:
                 new_lo[i] = 0.0
-            publish()
-            if check(out):
-                return True
+        stats.proved += len(cases)
+        publish()
+        stop = check(out)
+        return stop
+
+    search = RowSearch(cut, lower, upper, C, lower.new_zeros(1), root_cut, inner, proved)
+    search.run(deadline)
+    stats.attempted += len(todo)
+    stats.domains += search.stats.domains_bounded
     publish()
     log.debug(
-        "stabilize %s: %d of %d proved in %.2f s",
+        "stabilize %s: %d of %d proved in %.2f s (%d domains)",
         name,
         stats.proved - proved0,
-        stats.attempted - tried0,
+        len(todo),
         time.perf_counter() - t0,
+        search.stats.domains_bounded,
     )
-    return False
+    return stop
 
 
 def _attack(
@@ -310,15 +312,3 @@ def _attack(
     with torch.no_grad():
         v = sgn * evaluate(cut.source, x).reshape(len(idx), -1)[rows, idx]
     return hit | (v <= 0)
-
-
-def _wrong_side(cut: BoundGraph, i: int, sign: int):  # noqa: ANN202 - a Falsifier
-    """A falsifier for the small search: any point where ``sign * z_i <= 0``."""
-
-    def check(points: Tensor) -> bool | None:
-        with torch.no_grad():
-            z = evaluate(cut.source, points.reshape((-1,) + cut.input_shape))
-        v = sign * z.reshape(z.shape[0], -1)[:, i]
-        return True if bool((v <= 0).any()) else None
-
-    return check

@@ -1,0 +1,124 @@
+"""Many cases in one store (``branching.multi.RowSearch``): with budgets that let both
+finish, every case gets the answer its own single search gives; proved cases hold on
+dense samples, refuted ones are violated at a point; caps, deadlines and the
+``on_proved`` stop give up the open cases."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from bounds import BoundGraph, compute_bounds
+from bounds.deadline import Deadline
+from branching import BabConfig, BabProblem, StopReason, run_bab
+from branching.multi import CaseStatus, RowSearch
+from branching.stabilize import prefix_graph, stabilizable_nodes
+from models import evaluate, load_onnx
+from models.zoo import zoo_model_path
+
+
+def _cases(radius: float):
+    """mlp_relu cut at its second hidden node; one case per unstable neuron and sign
+    (``sign * z_i >= 0``), as stabilising asks."""
+    bg = BoundGraph(load_onnx(zoo_model_path("mlp_relu")))
+    centre = torch.linspace(-0.3, 0.4, 8, dtype=torch.float64).reshape((1,) + bg.input_shape)
+    lo, hi = centre - radius, centre + radius
+    root = dict(compute_bounds(bg, lo, hi, method="crown", bound_upper=False).intermediate)
+    name = stabilizable_nodes(bg)[0]
+    cut = prefix_graph(bg, name)
+    b = root[name]
+    unstable = torch.nonzero((b.lower.flatten() < 0) & (b.upper.flatten() > 0)).flatten()
+    n = b.lower.numel()
+    rows = []
+    for i in unstable.tolist():
+        for sign in (-1.0, 1.0):
+            r = torch.zeros(1, n, dtype=torch.float64)
+            r[0, i] = sign
+            rows.append(r)
+    C = torch.stack(rows)
+    root_cut = {k: v for k, v in root.items() if k == cut.input_name or k in cut.infos}
+    return cut, lo, hi, C, root_cut
+
+
+def _samples(cut: BoundGraph, lo, hi, C) -> torch.Tensor:
+    """``[P]`` the smallest sampled ``C_p·z`` (random points and box corners)."""
+    gen = torch.Generator().manual_seed(1)
+    shape = (20000,) + tuple(lo.shape[1:])
+    x = lo + (hi - lo) * torch.rand(shape, generator=gen, dtype=lo.dtype)
+    corners = torch.where(torch.rand(shape, generator=gen, dtype=lo.dtype) < 0.5, lo, hi)
+    with torch.no_grad():
+        z = evaluate(cut.source, torch.cat([x, corners])).reshape(2 * shape[0], -1)
+    return (z @ C[:, 0].T).min(0).values
+
+
+@pytest.mark.parametrize("radius", [0.15, 0.3])
+def test_every_case_gets_its_single_search_answer(radius: float) -> None:
+    cut, lo, hi, C, root = _cases(radius)
+    assert C.shape[0] >= 4
+    zero = torch.zeros(1, dtype=torch.float64)
+    cfg = BabConfig(split="activation", attack_every=0, max_domains=4000)
+    res = RowSearch(cut, lo, hi, C, zero, root, cfg).run(Deadline.after(120.0))
+    sampled = _samples(cut, lo, hi, C)
+    single = []
+    for p in range(C.shape[0]):
+
+        def falsify(points, p=p):
+            with torch.no_grad():
+                z = evaluate(cut.source, points).reshape(points.shape[0], -1)
+            return True if bool(((z @ C[p, 0]) <= 0).any()) else None
+
+        out = run_bab(
+            cut, BabProblem(lo, hi, C[p], zero, zero, root), cfg, Deadline.after(60.0), falsify=falsify
+        )
+        single.append(out.reason)
+    status = [CaseStatus(int(s)) for s in res.status]
+    assert CaseStatus.OPEN not in status
+    same = {StopReason.PROVED: CaseStatus.PROVED, StopReason.COUNTEREXAMPLE: CaseStatus.REFUTED}
+    for p, (mine, theirs) in enumerate(zip(status, single)):
+        want = same.get(theirs, CaseStatus.GAVE_UP)  # e.g. no candidate left: both give up
+        assert mine == want, (p, mine, theirs)
+        if mine == CaseStatus.PROVED:
+            assert float(sampled[p]) >= -1e-9, p  # sound: no sample on the wrong side
+    assert CaseStatus.PROVED in status and CaseStatus.REFUTED in status
+    assert int(res.bounded.min()) >= 1
+
+
+def test_a_domain_cap_of_one_proves_only_what_the_root_bound_proves() -> None:
+    cut, lo, hi, C, root = _cases(0.3)
+    zero = torch.zeros(1, dtype=torch.float64)
+    cfg = BabConfig(split="activation", attack_every=0, max_domains=1)
+    res = RowSearch(cut, lo, hi, C, zero, root, cfg).run(Deadline.after(60.0))
+    assert int(res.bounded.max()) == 1  # the roots only: no case was branched
+    assert bool((res.status != CaseStatus.OPEN).all())
+    more = RowSearch(cut, lo, hi, C, zero, root, replace(cfg, max_domains=4000)).run(
+        Deadline.after(60.0)
+    )
+    assert int((more.status == CaseStatus.PROVED).sum()) > int((res.status == CaseStatus.PROVED).sum())
+
+
+def test_on_proved_can_stop_the_search_and_an_expired_deadline_gives_up() -> None:
+    cut, lo, hi, C, root = _cases(0.3)
+    zero = torch.zeros(1, dtype=torch.float64)
+    cfg = BabConfig(split="activation", attack_every=0, max_domains=4000)
+    seen: list[int] = []
+
+    def stop_at_first(cases: list[int]) -> bool:
+        seen.extend(cases)
+        return True
+
+    res = RowSearch(cut, lo, hi, C, zero, root, cfg, stop_at_first).run(Deadline.after(60.0))
+    proved = res.proved().tolist()
+    assert proved and sorted(seen) == proved
+    assert bool((res.status != CaseStatus.OPEN).all())
+    late = RowSearch(cut, lo, hi, C, zero, root, cfg).run(Deadline.after(0.0))
+    assert int(late.bounded.max()) == 1  # the roots only
+    assert bool((late.status != CaseStatus.OPEN).all())
+
+
+def test_rows_must_be_three_dimensional() -> None:
+    cut, lo, hi, C, root = _cases(0.3)
+    zero = torch.zeros(1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="P, S, n_out"):
+        RowSearch(cut, lo, hi, C[:, 0], zero, root, BabConfig())
