@@ -105,6 +105,9 @@ class RowSearch(_Search):
         self.counts = torch.zeros(P, dtype=torch.long)  # open domains in the store
         self.bounded = torch.zeros(P, dtype=torch.long)
         self.stopped = False
+        # The root domains wait here, not in the store: they have no beta yet, so a pop
+        # must not mix them with children's records.
+        self.roots: DomainBatch = {}
 
     # ------------------------------------------------------------------ hooks
     def _rows(self, n: int, case: Tensor | None, exact: bool = False) -> tuple[Tensor, Tensor]:
@@ -156,15 +159,15 @@ class RowSearch(_Search):
         depth = torch.zeros(P, dtype=torch.long, device=lo.device)
         kids: DomainBatch = {"case": case, "depth": depth}
         self.setup_shortcuts()
-        self._settle_round(kids, res, over)
-        return bool(len(self.store))
+        self._settle_round(kids, res, over, roots=True)
+        return bool(size(self.roots))
 
     def _loop(self) -> None:
         cfg = self.cfg
-        while len(self.store) and not self.stopped:
+        while (size(self.roots) or len(self.store)) and not self.stopped:
             if self.deadline.expired():
                 return
-            parents = self.store.pop(cfg.batch_size)
+            parents = self._next(cfg.batch_size)
             pc = parents["case"]
             self.counts -= torch.bincount(pc.cpu(), minlength=self.n_cases)
             alive = self.status[pc.cpu()] == CaseStatus.OPEN
@@ -183,7 +186,18 @@ class RowSearch(_Search):
             self._settle_round(kids, res, over)
             self.stats.rounds += 1
 
-    def _settle_round(self, kids: DomainBatch, res, over: Mapping[str, Bounds]) -> None:  # noqa: ANN001
+    def _next(self, k: int) -> DomainBatch:
+        """The next ``k`` domains: the roots first (in case order), then the store's."""
+        n = size(self.roots)
+        if not n:
+            return self.store.pop(k)
+        out = take(self.roots, slice(0, min(k, n)))
+        self.roots = take(self.roots, slice(min(k, n), n)) if k < n else {}
+        return out
+
+    def _settle_round(
+        self, kids: DomainBatch, res, over: Mapping[str, Bounds], roots: bool = False  # noqa: ANN001
+    ) -> None:
         """Drop verified domains, refute cases from their leaves' corners, cap cases,
         choose the survivors' splits and push them; then prove the cases left with no
         open domain."""
@@ -207,7 +221,10 @@ class RowSearch(_Search):
                 alive = self.status[batch["case"].cpu()] == CaseStatus.OPEN
                 if not bool(alive.all()):
                     batch = take(batch, torch.nonzero(alive).flatten().to(case.device))
-                self.store.push(batch)
+                if roots:
+                    self.roots = batch
+                else:
+                    self.store.push(batch)
                 if size(batch):
                     self.counts += torch.bincount(batch["case"].cpu(), minlength=self.n_cases)
         self._prove_settled()
