@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +80,9 @@ class RowSearch(_Search):
         config: search settings; ``max_domains`` caps each case's domains (0: no cap).
         on_proved: called with the indices of newly proved cases after each round; True
             stops the search (the open cases give up).
+        probes: ``(domains, share)`` pairs: a case that has bounded at least ``domains``
+            domains with less than ``share`` of its tree verified gives up (hopeless cases
+            stop early instead of spending the whole cap).
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class RowSearch(_Search):
         root: Mapping[str, Bounds],
         config: BabConfig,
         on_proved: Callable[[list[int]], bool] | None = None,
+        probes: Sequence[tuple[int, float]] = (),
     ) -> None:
         if C.dim() != 3 or C.shape[0] == 0:
             raise ValueError(f"RowSearch needs rows [P, S, n_out] with P >= 1, got {tuple(C.shape)}")
@@ -99,10 +103,12 @@ class RowSearch(_Search):
         super().__init__(bg, problem, config, None, None, "activation", None)
         self.cap = config.max_domains
         self.on_proved = on_proved
+        self.probes = tuple(probes)
         self.C_all = C.to(lower)
         self.n_cases = P = C.shape[0]
         self.status = torch.zeros(P, dtype=torch.long)
         self.counts = torch.zeros(P, dtype=torch.long)  # open domains in the store
+        self.open_mass = torch.zeros(P, dtype=torch.float64)  # sum 2^-depth of those
         self.bounded = torch.zeros(P, dtype=torch.long)
         self.stopped = False
         # The root domains wait here, not in the store: they have no beta yet, so a pop
@@ -170,6 +176,7 @@ class RowSearch(_Search):
             parents = self._next(cfg.batch_size)
             pc = parents["case"]
             self.counts -= torch.bincount(pc.cpu(), minlength=self.n_cases)
+            self.open_mass -= self._mass(parents)
             alive = self.status[pc.cpu()] == CaseStatus.OPEN
             if not bool(alive.all()):
                 parents = take(parents, torch.nonzero(alive).flatten().to(pc.device))
@@ -227,7 +234,21 @@ class RowSearch(_Search):
                     self.store.push(batch)
                 if size(batch):
                     self.counts += torch.bincount(batch["case"].cpu(), minlength=self.n_cases)
+                    self.open_mass += self._mass(batch)
+            share = self.verified_share()
+            for at, least in self.probes:
+                self._give_up(torch.nonzero((self.bounded >= at) & (share < least)).flatten())
         self._prove_settled()
+
+    def _mass(self, batch: DomainBatch) -> Tensor:
+        """``[P]`` ``sum 2^-depth`` of ``batch``'s domains per case."""
+        w = torch.exp2(-batch["depth"].double().cpu())
+        return torch.bincount(batch["case"].cpu(), weights=w, minlength=self.n_cases)
+
+    def verified_share(self) -> Tensor:
+        """``[P]`` the share of each case's tree verified so far (``1 - sum 2^-depth`` over
+        its open domains)."""
+        return (1.0 - self.open_mass).clamp(0.0, 1.0)
 
     def _prove_settled(self) -> None:
         """Cases still open with no open domain left are proved."""

@@ -138,7 +138,9 @@ def stabilize(
         lower, upper: the input box.
         root: sound intervals of every node on the box (batch 1), e.g. alpha-CROWN's.
         config: the main search's settings; the small searches use them with
-            ``max_domains=config.stabilize_domains`` and no PGD.
+            ``max_domains=config.stabilize_domains``, no PGD and interval
+            intermediate bounds; a case with under 10 % of its tree verified after an
+            eighth of its domains, or under half after half of them, gives up.
         deadline: the time budget; stops between searches (a running one stops with it).
         done: called with the intervals so far when the number of neurons proved stable
             reaches 16, 32, 64, ... and after every node that proved some (never twice for
@@ -151,8 +153,15 @@ def stabilize(
     start = time.perf_counter()
     stats = StabilizeStats()
     out = dict(root)
+    # Interval intermediate bounds in the small searches: re-bounding the cut network's
+    # earlier layers by CROWN in every child took half of their time and proved no more
+    # (mnist_fc 256x4 prop_5: 150 neurons either way, 5.4 s instead of 10.7).
     inner = dataclasses.replace(
-        config, max_domains=config.stabilize_domains, attack_every=0, split="activation"
+        config,
+        max_domains=config.stabilize_domains,
+        attack_every=0,
+        split="activation",
+        intermediate="interval",
     )
     check = _Checkpoints(done, stats)
     for name in stabilizable_nodes(bg):
@@ -269,7 +278,9 @@ def _stabilize_node(
         stop = check(out)
         return stop
 
-    search = RowSearch(cut, lower, upper, C, lower.new_zeros(1), root_cut, inner, proved)
+    cap = inner.max_domains
+    probes = ((cap // 8, 0.1), (cap // 2, 0.5))
+    search = RowSearch(cut, lower, upper, C, lower.new_zeros(1), root_cut, inner, proved, probes)
     search.run(deadline)
     stats.attempted += len(todo)
     stats.domains += search.stats.domains_bounded

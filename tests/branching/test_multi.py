@@ -121,3 +121,19 @@ def test_rows_must_be_three_dimensional() -> None:
     cut, lo, hi, C, root = _cases(0.3)
     with pytest.raises(ValueError, match="P, S, n_out"):
         RowSearch(cut, lo, hi, C[:, 0], D, root, BabConfig())
+
+
+def test_probes_give_up_hopeless_cases_early_and_prove_nothing_new() -> None:
+    cut, lo, hi, C, root = _cases(0.3)
+    cfg = BabConfig(split="activation", attack_every=0, max_domains=400)
+    plain = RowSearch(cut, lo, hi, C, D, root, cfg)
+    full = plain.run(Deadline.after(60.0))
+    probed = RowSearch(cut, lo, hi, C, D, root, cfg, probes=((8, 0.1), (32, 0.5)))
+    early = probed.run(Deadline.after(60.0))
+    assert set(early.proved().tolist()) <= set(full.proved().tolist())
+    assert int(early.bounded.sum()) < int(full.bounded.sum())
+    gave_up = early.status == CaseStatus.GAVE_UP
+    assert bool((early.bounded[gave_up] < full.bounded[gave_up]).any())
+    share = plain.verified_share()
+    assert bool((share[full.status == CaseStatus.PROVED] == 1.0).all())
+    assert bool((share >= 0).all() and (share <= 1).all())
