@@ -404,7 +404,9 @@ class _Search:
             done = (margins > 0) | res.infeasible
             if self.exact and bool(done.any()):
                 idx = torch.nonzero(done).flatten()
-                done[idx] = self._verified_exactly(self._overrides(kids), res, idx, kids.get("case"))
+                done[idx] = self._verified_exactly(
+                    self._overrides(kids), res, idx, kids.get("case")
+                )
                 margins = self._margins(res.lower)
             open_ = ~done
             if bool(open_.any()):
@@ -429,9 +431,7 @@ class _Search:
         (the interval pass of each bound call tightens them further)."""
         return {n.name: Bounds(kids[f"lo/{n.name}"], kids[f"up/{n.name}"]) for n in self.nodes}
 
-    def _rows(
-        self, n: int, case: Tensor | None, exact: bool = False
-    ) -> tuple[Tensor, Tensor]:
+    def _rows(self, n: int, case: Tensor | None, exact: bool = False) -> tuple[Tensor, Tensor]:
         """``C`` ``[n, S, n_out]`` and thresholds ``[n, S]`` of ``n`` domains (of cases
         ``case``: one case here, see :class:`branching.multi.RowSearch`), in the problem's
         dtype when ``exact``, else in the work dtype."""

@@ -98,7 +98,9 @@ class RowSearch(_Search):
         probes: Sequence[tuple[int, float]] = (),
     ) -> None:
         if C.dim() != 3 or C.shape[0] == 0:
-            raise ValueError(f"RowSearch needs rows [P, S, n_out] with P >= 1, got {tuple(C.shape)}")
+            raise ValueError(
+                f"RowSearch needs rows [P, S, n_out] with P >= 1, got {tuple(C.shape)}"
+            )
         problem = BabProblem(lower, upper, C[0], d, d, root)
         super().__init__(bg, problem, config, None, None, "activation", None)
         self.cap = config.max_domains
@@ -203,7 +205,11 @@ class RowSearch(_Search):
         return out
 
     def _settle_round(
-        self, kids: DomainBatch, res, over: Mapping[str, Bounds], roots: bool = False  # noqa: ANN001
+        self,
+        kids: DomainBatch,
+        res,
+        over: Mapping[str, Bounds],
+        roots: bool = False,  # noqa: ANN001
     ) -> None:
         """Drop verified domains, refute cases from their leaves' corners, cap cases,
         choose the survivors' splits and push them; then prove the cases left with no

@@ -96,7 +96,9 @@ def test_a_domain_cap_of_one_proves_only_what_the_root_bound_proves() -> None:
     more = RowSearch(cut, lo, hi, C, D, root, replace(cfg, max_domains=4000)).run(
         Deadline.after(60.0)
     )
-    assert int((more.status == CaseStatus.PROVED).sum()) > int((res.status == CaseStatus.PROVED).sum())
+    assert int((more.status == CaseStatus.PROVED).sum()) > int(
+        (res.status == CaseStatus.PROVED).sum()
+    )
 
 
 def test_on_proved_can_stop_the_search_and_an_expired_deadline_gives_up() -> None:
