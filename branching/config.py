@@ -141,9 +141,9 @@ class BabConfig:
     refine_depth: int = 4
     refine_rows: int = 0
     stabilize: bool = True
-    stabilize_min_s: float = 90.0
+    stabilize_min_s: float = 30.0
     stabilize_share: float = 0.33
-    stabilize_domains: int = 64
+    stabilize_domains: int = 256
     max_memory_mb: float = 4096.0
     shortcut_memory_mb: float = 256.0
     max_domains: int = 0

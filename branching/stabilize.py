@@ -192,7 +192,7 @@ def pass_caps(cap: int) -> tuple[int, ...]:
     """Domain caps of the passes over the nodes: a cheap pass with an eighth of ``cap``
     first (most neurons are proved with few domains), then ``cap`` for the neurons it
     gave up on, so that a tight budget still reaches every node."""
-    return (cap // 8, cap) if cap >= 128 else (cap,)
+    return (cap // 4, cap) if cap >= 128 else (cap,)
 
 
 class _Checkpoints:

@@ -131,7 +131,7 @@ def test_pipeline_stabilises_a_real_relu_instance(benchmarks_dir: Path) -> None:
     res = verify(
         bench / "onnx/mnist-net_256x4.onnx",
         bench / "vnnlib/prop_3_0.05.vnnlib",
-        timeout=120,
+        timeout=60,
     )
     assert res.status.word == "unsat"
     assert res.stats["stabilize_proved"] > 0
@@ -139,13 +139,13 @@ def test_pipeline_stabilises_a_real_relu_instance(benchmarks_dir: Path) -> None:
 
 
 def test_pipeline_skips_stabilising_when_little_time_is_left(benchmarks_dir: Path) -> None:
-    """At a 60 s timeout the search has less than ``stabilize_min_s`` (90 s) left: the
+    """At a 30 s timeout the search has less than ``stabilize_min_s`` (30 s) left: the
     same row is proved by the search alone, without stabilising."""
     from verifier.pipeline import verify
 
     bench = benchmarks_dir / "mnist_fc_2022"
     res = verify(
-        bench / "onnx/mnist-net_256x4.onnx", bench / "vnnlib/prop_3_0.05.vnnlib", timeout=60
+        bench / "onnx/mnist-net_256x4.onnx", bench / "vnnlib/prop_3_0.05.vnnlib", timeout=30
     )
     assert res.status.word == "unsat"
     assert "stabilize_attempted" not in res.stats
