@@ -96,21 +96,24 @@ class BabConfig:
             most of the gain on mnist_fc, but all rows up to depth 4 were better).
         stabilize: before the search of a ReLU network (``intermediate`` resolving to
             "crown"), prove intermediate neurons stable with small searches
-            (:func:`branching.stabilize.stabilize`) and start from the tightened intervals,
-            when at least ``stabilize_min_s`` seconds are left for the search. It costs
-            10-15 s on mnist_fc 256x4 and pays off on the rows that need long searches:
-            at their 120 s timeout 256x4 prop_5_0.05 is proved in 97 s and 256x6
-            prop_3_0.05 in 44 s (its stabilised root refutes every case), neither in
-            300 s without. At a 60 s cap (where it does not run) the same 34 of 45
-            mnist_fc rows are solved as when forced on, and the rows a short search
-            proves take longer forced on (prop_3 17.7 s instead of 6.8, prop_8_0.03
-            25.7 instead of 15-20).
+            (:func:`branching.stabilize.stabilize`, one batched
+            :class:`branching.multi.RowSearch` per node) and start from the tightened
+            intervals, when at least ``stabilize_min_s`` seconds are left for the search.
+            At mnist_fc's 60 s cap it proves 256x4 prop_5_0.05 in 18.8 s and 256x6
+            prop_3_0.05 in 16.5 s (the stabilised root refutes every case), neither of
+            which the search alone proves in 300 s; the rows a short search proves take
+            1-5 s longer (prop_3 7.8 s instead of 6.8, prop_8_0.03 20.8 instead of
+            15-20) or less (prop_11 24.3 instead of 37.7).
         stabilize_min_s: the least time left for the search (after the incomplete
             stages) at which ``stabilize`` runs; 0: always.
         stabilize_share: the share of the remaining time the stabilising searches may use
-            (120 s timeouts: 0.25 proved prop_5 in 76 s but left 256x6 prop_3 at 98.8 %
-            of its tree; 0.4 proved both, prop_5 in 108 s; 0.33 both, in 97 and 44 s).
-        stabilize_domains: domains each stabilising search may bound.
+            (120 s timeouts, one search per neuron: 0.25 proved prop_5 in 76 s but left
+            256x6 prop_3 at 98.8 % of its tree; 0.4 proved both, prop_5 in 108 s; 0.33
+            both, in 97 and 44 s).
+        stabilize_domains: domains each neuron's search may bound, in two passes over the
+            nodes (a quarter of it first, then all of it for the neurons left): 256
+            proves 191 of prop_5's 225 candidates, 64 proves 150 (and leaves its root
+            open), 128 proves 181.
         max_memory_mb: cap on the bytes the open domains may hold.
         shortcut_memory_mb: cap on BBPS's root linear bounds of split nodes.
         max_domains: stop with ``max_domains`` after bounding this many (0: no cap).

@@ -36,7 +36,7 @@ from bounds.types import Bounds
 from models.evaluate import evaluate
 
 from . import attack
-from .bab import BabProblem, _Search
+from .bab import BabProblem, Progress, _Search
 from .config import BabConfig, BabResult, StopReason
 from .domains import DomainBatch, DomainMemoryError, size, take
 
@@ -83,6 +83,7 @@ class RowSearch(_Search):
         probes: ``(domains, share)`` pairs: a case that has bounded at least ``domains``
             domains with less than ``share`` of its tree verified gives up (hopeless cases
             stop early instead of spending the whole cap).
+        progress: called with the statistics after every round.
     """
 
     def __init__(
@@ -96,13 +97,14 @@ class RowSearch(_Search):
         config: BabConfig,
         on_proved: Callable[[list[int]], bool] | None = None,
         probes: Sequence[tuple[int, float]] = (),
+        progress: Progress | None = None,
     ) -> None:
         if C.dim() != 3 or C.shape[0] == 0:
             raise ValueError(
                 f"RowSearch needs rows [P, S, n_out] with P >= 1, got {tuple(C.shape)}"
             )
         problem = BabProblem(lower, upper, C[0], d, d, root)
-        super().__init__(bg, problem, config, None, None, "activation", None)
+        super().__init__(bg, problem, config, None, progress, "activation", None)
         self.cap = config.max_domains
         self.on_proved = on_proved
         self.probes = tuple(probes)
@@ -194,6 +196,9 @@ class RowSearch(_Search):
                 over = {k: res.intervals[k] for k in over}
             self._settle_round(kids, res, over)
             self.stats.rounds += 1
+            if self.progress is not None:
+                self.stats.elapsed_s = self._elapsed()
+                self.progress(self.stats)
 
     def _next(self, k: int) -> DomainBatch:
         """The next ``k`` domains: the roots first (in case order), then the store's."""

@@ -233,18 +233,28 @@ class ProgressLine:
         if now - self.last < self.interval:
             return
         self.last = now
-        line = (
-            f"bab: {stats.domains_left} domains left, worst margin {stats.worst_margin:.4g}, "
-            f"{stats.domains_per_s:.0f} domains/s, {stats.domains_bounded} bounded, "
-            f"depth {stats.max_depth}, {100 * stats.verified_share:.1f}% verified, "
-            f"{stats.elapsed_s:.1f} s"
-        )
+        if hasattr(stats, "proved"):  # branching.stabilize.StabilizeStats
+            line = (
+                f"stabilising: {stats.proved} of {stats.attempted} neurons proved stable, "
+                f"{stats.domains} domains, {stats.elapsed_s:.1f} s"
+            )
+        else:
+            line = self._bab_line(stats)
         if self.tty:
             self.stream.write("\r\033[K" + line)
             self.drawn = True
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+    @staticmethod
+    def _bab_line(stats: Any) -> str:
+        return (
+            f"bab: {stats.domains_left} domains left, worst margin {stats.worst_margin:.4g}, "
+            f"{stats.domains_per_s:.0f} domains/s, {stats.domains_bounded} bounded, "
+            f"depth {stats.max_depth}, {100 * stats.verified_share:.1f}% verified, "
+            f"{stats.elapsed_s:.1f} s"
+        )
 
     def close(self) -> None:
         """End the redrawn line (terminal only)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -236,6 +236,7 @@ def stabilize_group(
     device: str,
     deadline: Deadline,
     stats: StabilizeStats,
+    progress: Callable[[StabilizeStats], None] | None = None,
 ) -> OpenGroup:
     """``og`` after :func:`branching.stabilize.stabilize` on its box and alpha-CROWN again
     from the tightened intervals (a new OpenGroup; ``og`` itself when nothing was proved
@@ -283,7 +284,7 @@ def stabilize_group(
         return bool(refuted.all())
 
     budget = deadline.child(bab.stabilize_share)
-    tightened, st = stabilize(bg, lo, hi, root, bab, budget, done)
+    tightened, st = stabilize(bg, lo, hi, root, bab, budget, done, progress)
     stats.add(st)
     if settled:
         log.info("stabilize: box %d: every case refuted by alpha-CROWN", og.index)

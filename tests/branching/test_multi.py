@@ -53,15 +53,19 @@ def _samples(cut: BoundGraph, lo, hi, C, seed: int = 1) -> torch.Tensor:
     return (z @ C[:, 0].T).min(0).values
 
 
-@pytest.mark.parametrize(("radius", "batch"), [(0.15, 128), (0.3, 128), (0.15, 3)])
-def test_every_case_gets_its_single_search_answer(radius: float, batch: int) -> None:
-    """Batch 3: fewer than the cases, so rounds mix roots' and children's records."""
+@pytest.mark.parametrize(
+    ("radius", "batch", "f32"),
+    [(0.15, 128, False), (0.3, 128, False), (0.15, 3, False), (0.3, 128, True)],
+)
+def test_every_case_gets_its_single_search_answer(radius: float, batch: int, f32: bool) -> None:
+    """Batch 3: fewer than the cases, so rounds mix roots' and children's records; f32:
+    bounds in float32, verified domains rechecked in float64 with each case's rows."""
     cut, lo, hi, C, root = _cases(radius)
     assert C.shape[0] >= 4
-    cfg = BabConfig(split="activation", attack_every=0, max_domains=4000)
-    res = RowSearch(cut, lo, hi, C, D, root, replace(cfg, batch_size=batch)).run(
-        Deadline.after(120.0)
-    )
+    cfg = BabConfig(split="activation", attack_every=0, max_domains=4000, float32_search=f32)
+    search = RowSearch(cut, lo, hi, C, D, root, replace(cfg, batch_size=batch))
+    res = search.run(Deadline.after(120.0))
+    assert search.stats.rechecked > 0 if f32 else search.stats.rechecked == 0
     sampled = _samples(cut, lo, hi, C, seed=2)
     single = []
     for p in range(C.shape[0]):

@@ -12,7 +12,7 @@ import torch
 from bounds import BoundGraph, compute_bounds
 from bounds.deadline import Deadline
 from branching import BabConfig, BabProblem, StopReason, run_bab
-from branching.stabilize import prefix_graph, stabilizable_nodes, stabilize
+from branching.stabilize import StabilizeStats, prefix_graph, stabilizable_nodes, stabilize
 from models import evaluate, load_onnx
 from models.evaluate import evaluate_all
 from models.zoo import zoo_model_path
@@ -128,14 +128,19 @@ def test_pipeline_stabilises_a_real_relu_instance(benchmarks_dir: Path) -> None:
     from verifier.pipeline import verify
 
     bench = benchmarks_dir / "mnist_fc_2022"
+    seen: list = []
     res = verify(
         bench / "onnx/mnist-net_256x4.onnx",
         bench / "vnnlib/prop_3_0.05.vnnlib",
         timeout=60,
+        progress=seen.append,
     )
     assert res.status.word == "unsat"
     assert res.stats["stabilize_proved"] > 0
     assert res.stats["stabilize_attempted"] >= res.stats["stabilize_proved"]
+    # the live line sees the stabilising searches' progress
+    live = [s for s in seen if isinstance(s, StabilizeStats)]
+    assert live and max(s.domains for s in live) > 0
 
 
 def test_pipeline_skips_stabilising_when_little_time_is_left(benchmarks_dir: Path) -> None:

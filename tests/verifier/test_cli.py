@@ -330,3 +330,24 @@ def test_watchdog_answer_carries_the_running_search_statistics(
     assert data["timings"]["bab_s"] == 2.0 and data["timings"]["total_s"] >= 0.0
     assert cli._late_answer(answer, Deadline.after(0.0), line)() is False  # answered once
     line.stream.close()
+
+
+def test_progress_line_shows_stabilising_and_a_late_answer_keeps_its_counts(
+    tmp_path: Path, capsys
+) -> None:
+    from argparse import Namespace
+
+    from branching.stabilize import StabilizeStats
+    from verifier.deadline import Deadline
+
+    path = tmp_path / "progress.txt"
+    with open(path, "w") as stream:
+        line = cli.ProgressLine(stream=stream)
+        line(StabilizeStats(attempted=40, proved=31, domains=900, elapsed_s=3.5))
+    text = path.read_text()
+    assert "stabilising: 31 of 40 neurons proved stable, 900 domains, 3.5 s" in text
+    args = Namespace(results_file=None, json=True, model=Path("m.onnx"), spec=Path("s.vnnlib"))
+    assert cli._late_answer(cli._Answer(args), Deadline.after(0.0), line)() is True
+    data = json.loads(capsys.readouterr().out.strip())
+    assert data["status"] == "timeout"
+    assert data["stats"]["stabilize_proved"] == 31
