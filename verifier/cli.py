@@ -228,18 +228,27 @@ class ProgressLine:
         self.latest: Any = None  # the last statistics seen (for an answer by the watchdog)
 
     def __call__(self, stats: Any) -> None:
+        """Show branch-and-bound statistics (:class:`branching.BabStats`)."""
+        self._show(stats, self._bab_line)
+
+    def stabilizing(self, stats: Any) -> None:
+        """Show the progress of stabilising neurons
+        (:class:`branching.stabilize.StabilizeStats`)."""
+        self._show(
+            stats,
+            lambda s: (
+                f"stabilising: {s.proved} of {s.attempted} neurons proved stable, "
+                f"{s.domains} domains, {s.elapsed_s:.1f} s"
+            ),
+        )
+
+    def _show(self, stats: Any, render: Callable[[Any], str]) -> None:
         self.latest = stats
         now = time.monotonic()
         if now - self.last < self.interval:
             return
         self.last = now
-        if hasattr(stats, "proved"):  # branching.stabilize.StabilizeStats
-            line = (
-                f"stabilising: {stats.proved} of {stats.attempted} neurons proved stable, "
-                f"{stats.domains} domains, {stats.elapsed_s:.1f} s"
-            )
-        else:
-            line = self._bab_line(stats)
+        line = render(stats)
         if self.tty:
             self.stream.write("\r\033[K" + line)
             self.drawn = True

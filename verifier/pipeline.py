@@ -105,7 +105,7 @@ class StageContext:
     notes: list[str] = field(default_factory=list)
     open_groups: list[OpenGroup] = field(default_factory=list)
     bound_graph: BoundGraph | None = None
-    progress: Callable[[BabStats | StabilizeStats], None] | None = None
+    progress: Callable[[BabStats], None] | None = None
     stop: str = ""
 
 
@@ -417,7 +417,7 @@ def _stabilize(ctx: StageContext, bg: BoundGraph) -> bool:
                 str(ctx.runtime.device),
                 ctx.deadline,
                 stats,
-                ctx.progress,
+                getattr(ctx.progress, "stabilizing", None),
             )
             for og in ctx.open_groups
         ]
@@ -558,7 +558,7 @@ def verify(
     *,
     deadline: Deadline | None = None,
     stages: tuple[Stage, ...] = DEFAULT_STAGES,
-    progress: Callable[[BabStats | StabilizeStats], None] | None = None,
+    progress: Callable[[BabStats], None] | None = None,
     **overrides: Any,
 ) -> Result:
     """Verify that the model satisfies the spec.
@@ -570,8 +570,9 @@ def verify(
             ``deadline`` is not given.
         deadline: an already running budget (the CLI starts it before loading anything).
         stages: the stage sequence (:data:`DEFAULT_STAGES`).
-        progress: called with the search statistics after every branch-and-bound round
-            (:class:`branching.stabilize.StabilizeStats` while stabilising neurons).
+        progress: called with the search statistics after every branch-and-bound round;
+            when it has a ``stabilizing`` method, that one is called with
+            :class:`branching.stabilize.StabilizeStats` while neurons are stabilised.
         **overrides: settings applied on top of ``config`` (see
             :meth:`VerifyConfig.with_overrides`), e.g. ``timeout=5, attack__steps=20``.
 
@@ -597,7 +598,7 @@ def verify_loaded(
     *,
     deadline: Deadline | None = None,
     stages: tuple[Stage, ...] = DEFAULT_STAGES,
-    progress: Callable[[BabStats | StabilizeStats], None] | None = None,
+    progress: Callable[[BabStats], None] | None = None,
     **overrides: Any,
 ) -> Result:
     """:func:`verify` for a problem produced by ``load()`` (a cache, an in-memory model).

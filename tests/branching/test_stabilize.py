@@ -11,7 +11,7 @@ import torch
 
 from bounds import BoundGraph, compute_bounds
 from bounds.deadline import Deadline
-from branching import BabConfig, BabProblem, StopReason, run_bab
+from branching import BabConfig, BabProblem, BabStats, StopReason, run_bab
 from branching.stabilize import StabilizeStats, prefix_graph, stabilizable_nodes, stabilize
 from models import evaluate, load_onnx
 from models.evaluate import evaluate_all
@@ -128,19 +128,32 @@ def test_pipeline_stabilises_a_real_relu_instance(benchmarks_dir: Path) -> None:
     from verifier.pipeline import verify
 
     bench = benchmarks_dir / "mnist_fc_2022"
-    seen: list = []
+
+    class Progress:  # a progress callback that also wants the stabilising reports
+        def __init__(self) -> None:
+            self.bab: list = []
+            self.stab: list = []
+
+        def __call__(self, stats) -> None:
+            self.bab.append(stats)
+
+        def stabilizing(self, stats) -> None:
+            self.stab.append(stats)
+
+    seen = Progress()
     res = verify(
         bench / "onnx/mnist-net_256x4.onnx",
         bench / "vnnlib/prop_3_0.05.vnnlib",
         timeout=60,
-        progress=seen.append,
+        progress=seen,
     )
     assert res.status.word == "unsat"
     assert res.stats["stabilize_proved"] > 0
     assert res.stats["stabilize_attempted"] >= res.stats["stabilize_proved"]
     # the live line sees the stabilising searches' progress
-    live = [s for s in seen if isinstance(s, StabilizeStats)]
-    assert live and max(s.domains for s in live) > 0
+    assert seen.stab and all(isinstance(s, StabilizeStats) for s in seen.stab)
+    assert max(s.domains for s in seen.stab) > 0
+    assert all(isinstance(s, BabStats) for s in seen.bab)
 
 
 def test_pipeline_skips_stabilising_when_little_time_is_left(benchmarks_dir: Path) -> None:
