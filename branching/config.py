@@ -107,9 +107,10 @@ class BabConfig:
         stabilize_min_s: the least time left for the search (after the incomplete
             stages) at which ``stabilize`` runs; 0: always.
         stabilize_share: the share of the remaining time the stabilising searches may use
-            (120 s timeouts, one search per neuron: 0.25 proved prop_5 in 76 s but left
-            256x6 prop_3 at 98.8 % of its tree; 0.4 proved both, prop_5 in 108 s; 0.33
-            both, in 97 and 44 s).
+            (they stop earlier when every candidate is settled or the re-bounded root
+            refutes every case). At the 60 s cap 0.5 proves 256x4 prop_13_0.05 in 35 s,
+            0.33 in 50-60 s or not at all; prop_5, prop_8_0.03, prop_11 and 256x6 prop_3
+            take the same time either way.
         stabilize_domains: domains each neuron's search may bound, in two passes over the
             nodes (a quarter of it first, then all of it for the neurons left): 256
             proves 191 of prop_5's 225 candidates, 64 proves 150 (and leaves its root
@@ -145,7 +146,7 @@ class BabConfig:
     refine_rows: int = 0
     stabilize: bool = True
     stabilize_min_s: float = 30.0
-    stabilize_share: float = 0.33
+    stabilize_share: float = 0.5
     stabilize_domains: int = 256
     max_memory_mb: float = 4096.0
     shortcut_memory_mb: float = 256.0
