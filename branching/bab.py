@@ -415,9 +415,7 @@ class _Search:
                     return self.finish(StopReason.COUNTEREXAMPLE)
             idx = torch.nonzero(open_).flatten()
             if idx.numel():
-                over = self._overrides(kids)
-                if self.intermediate == "crown" and not self.exact:
-                    over = {k: res.intervals[k] for k in over}
+                over = self._kept_intervals(kids, res)
                 batch = self._domains(res, over, kids["depth"], idx)
                 stop = self._decide(batch, res, idx)
                 if stop is not None:
@@ -430,6 +428,14 @@ class _Search:
         """The split nodes' intervals of domain records: the root's, cut at the split points
         (the interval pass of each bound call tightens them further)."""
         return {n.name: Bounds(kids[f"lo/{n.name}"], kids[f"up/{n.name}"]) for n in self.nodes}
+
+    def _kept_intervals(self, kids: DomainBatch, res: BoundResult) -> dict[str, Bounds]:
+        """The split nodes' intervals the children's records keep: CROWN's re-bounded ones
+        (without the exact recheck), else the records' own."""
+        over = self._overrides(kids)
+        if self.intermediate == "crown" and not self.exact:
+            over = {k: res.intervals[k] for k in over}
+        return over
 
     def _rows(self, n: int, case: Tensor | None, exact: bool = False) -> tuple[Tensor, Tensor]:
         """``C`` ``[n, S, n_out]`` and thresholds ``[n, S]`` of ``n`` domains (of cases

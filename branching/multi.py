@@ -32,6 +32,7 @@ from torch import Tensor
 
 from bounds.deadline import Deadline
 from bounds.network import BoundGraph
+from bounds.subdomains import BoundResult
 from bounds.types import Bounds
 from models.evaluate import evaluate
 
@@ -191,10 +192,7 @@ class RowSearch(_Search):
             res = self._bound_kids(kids, cfg.iterations)
             self.stats.domains_bounded += size(kids)
             self.bounded += torch.bincount(kids["case"].cpu(), minlength=self.n_cases)
-            over = self._overrides(kids)
-            if self.intermediate == "crown" and not self.exact:
-                over = {k: res.intervals[k] for k in over}
-            self._settle_round(kids, res, over)
+            self._settle_round(kids, res, self._kept_intervals(kids, res))
             self.stats.rounds += 1
             if self.progress is not None:
                 self.stats.elapsed_s = self._elapsed()
@@ -212,9 +210,9 @@ class RowSearch(_Search):
     def _settle_round(
         self,
         kids: DomainBatch,
-        res,
+        res: BoundResult,
         over: Mapping[str, Bounds],
-        roots: bool = False,  # noqa: ANN001
+        roots: bool = False,
     ) -> None:
         """Drop verified domains, refute cases from their leaves' corners, cap cases,
         choose the survivors' splits and push them; then prove the cases left with no

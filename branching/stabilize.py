@@ -173,24 +173,25 @@ def stabilize(
             now.domains += running
             progress(now)
 
+    cuts: dict[str, BoundGraph] = {}  # each node's cut network, built once for both passes
     retry: dict[str, list[_Candidate]] = {}
+    stopped = False
     for cap in pass_caps(config.stabilize_domains):
         for name in nodes:
-            if deadline.expired():
+            if stopped or deadline.expired():
                 break
+            if name not in cuts:
+                cuts[name] = prefix_graph(bg, name)
+            cut = cuts[name]
             if name in retry:
                 todo = retry[name]
             else:
-                todo = _candidates(bg, name, lower, upper, out)
+                todo = _candidates(cut, name, lower, upper, out)
                 stats.attempted += len(todo)
             stop, retry[name] = _search_node(
-                bg, name, todo, lower, upper, out, inner, cap, deadline, stats, check, tick
+                cut, name, todo, lower, upper, out, inner, cap, deadline, stats, check, tick
             )
-            if stop or check(out, node_end=True):
-                break
-        else:
-            continue
-        break
+            stopped = stop or check(out, node_end=True)
     stats.elapsed_s = time.perf_counter() - start
     log.info(
         "stabilize: %d of %d neurons proved stable (%d domains, %.2f s)",
@@ -203,7 +204,7 @@ def stabilize(
 
 
 def pass_caps(cap: int) -> tuple[int, ...]:
-    """Domain caps of the passes over the nodes: a cheap pass with an eighth of ``cap``
+    """Domain caps of the passes over the nodes: a cheap pass with a quarter of ``cap``
     first (most neurons are proved with few domains), then ``cap`` for the neurons it
     gave up on, so that a tight budget still reaches every node."""
     return (cap // 4, cap) if cap >= 128 else (cap,)
@@ -235,16 +236,16 @@ _Candidate = tuple[float, int, int]
 
 
 def _candidates(
-    bg: BoundGraph, name: str, lower: Tensor, upper: Tensor, out: Mapping[str, Bounds]
+    cut: BoundGraph, name: str, lower: Tensor, upper: Tensor, out: Mapping[str, Bounds]
 ) -> list[_Candidate]:
     """Node ``name``'s unstable neurons and signs that no sampled point and no signed-PGD
-    run showed on the wrong side, closest to stable first."""
+    run on ``cut`` (the network cut at ``name``) showed on the wrong side, closest to
+    stable first."""
     b = out[name]
     lo, up = b.lower.reshape(-1), b.upper.reshape(-1)
     unstable = (lo < 0) & (up > 0)
     if not bool(unstable.any()):
         return []
-    cut = prefix_graph(bg, name)
     gen = torch.Generator().manual_seed(0)
     pick = torch.rand((SAMPLES,) + tuple(lower.shape[1:]), generator=gen, dtype=lower.dtype)
     pts = torch.cat([0.5 * (lower + upper), torch.where(pick < 0.5, lower, upper)])
@@ -279,7 +280,7 @@ def _candidates(
 
 
 def _search_node(
-    bg: BoundGraph,
+    cut: BoundGraph,
     name: str,
     todo: list[_Candidate],
     lower: Tensor,
@@ -292,12 +293,11 @@ def _search_node(
     check: _Checkpoints,
     tick: Callable[[int], None],
 ) -> tuple[bool, list[_Candidate]]:
-    """Search ``todo`` on the network cut at ``name`` with ``cap`` domains each (``out``
-    updated with the proofs): whether ``check`` said stop, and the candidates that gave
-    up (neither proved nor shown on the wrong side)."""
+    """Search ``todo`` on ``cut`` (the network cut at ``name``) with ``cap`` domains each
+    (``out`` updated with the proofs): whether ``check`` said stop, and the candidates
+    that gave up (neither proved nor shown on the wrong side)."""
     if not todo or deadline.expired():
         return False, todo
-    cut = prefix_graph(bg, name)
     b = out[name]
     new_lo, new_up = b.lower.reshape(-1).clone(), b.upper.reshape(-1).clone()
 
