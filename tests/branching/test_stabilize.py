@@ -9,10 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import branching.stabilize as stabilize_module
 from bounds import BoundGraph, compute_bounds
 from bounds.deadline import Deadline
 from branching import BabConfig, BabProblem, BabStats, StopReason, run_bab
-from branching.stabilize import StabilizeStats, prefix_graph, stabilizable_nodes, stabilize
+from branching.stabilize import (
+    StabilizeStats,
+    pass_plan,
+    prefix_graph,
+    stabilizable_nodes,
+    stabilize,
+)
 from models import evaluate, load_onnx
 from models.evaluate import evaluate_all
 from models.zoo import zoo_model_path
@@ -70,6 +77,27 @@ def test_stabilising_proves_neurons_that_crown_leaves_unstable() -> None:
     _, stats = stabilize(bg, lo, hi, root, BabConfig(), Deadline.after(60.0))
     assert stats.proved > 0
     assert stats.domains > 0
+
+
+def test_passes_put_likely_proofs_first() -> None:
+    assert pass_plan(256) == ((64, "first"), (256, "retry"), (64, "far"))
+    assert pass_plan(64) == ((64, "all"),)
+
+
+@pytest.mark.parametrize("radius", [0.2, 0.3])
+def test_deferred_candidates_are_searched_in_the_last_pass(
+    radius: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bg, lo, hi, root = _relu_setup(radius)
+    one, once = stabilize(bg, lo, hi, root, BabConfig(stabilize_domains=64), Deadline.after(60.0))
+    # every candidate waits for the far pass: the same searches as one pass of 64 domains
+    monkeypatch.setattr(stabilize_module, "FAR_SHARE", -1.0)
+    last, deferred = stabilize(bg, lo, hi, root, BabConfig(), Deadline.after(60.0))
+    assert once.proved > 0
+    assert (deferred.proved, deferred.attempted) == (once.proved, once.attempted)
+    for name in stabilizable_nodes(bg):
+        assert torch.equal(one[name].lower, last[name].lower), name
+        assert torch.equal(one[name].upper, last[name].upper), name
 
 
 def test_an_expired_deadline_returns_the_root_intervals() -> None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.verifier.linear_model import spec_text, write_model
-from verifier import cli
-from verifier.bench import BenchOptions, read_results, run_bench
+from verifier import bench, cli
+from verifier.bench import BenchOptions, read_results, run_bench, usable_cores
 from verifier.bench.cli import _Progress
 from verifier.bench.instances import Expected, parse_rows, read_instances, select_rows
 from verifier.bench.runner import Row, RunSpec, _child_env, _last_json, _row, run_one
@@ -179,13 +180,18 @@ def test_rows_slice_every_and_limit_select_rows(folder: Path) -> None:
     assert RunSpec(timeout_scale=0.05, timeout_cap=7).timeout_for(inst) == pytest.approx(3)
 
 
-def test_parallel_jobs_run_one_thread_each(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jobs_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench, "usable_cores", lambda: 8)
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
-    assert _child_env(BenchOptions(jobs=2).run_spec())["OMP_NUM_THREADS"] == "1"
+    assert _child_env(BenchOptions(jobs=2).run_spec())["OMP_NUM_THREADS"] == "4"
+    assert _child_env(BenchOptions(jobs=3).run_spec())["OMP_NUM_THREADS"] == "2"
+    assert _child_env(BenchOptions(jobs=16).run_spec())["OMP_NUM_THREADS"] == "1"
     assert _child_env(BenchOptions(jobs=1).run_spec())["OMP_NUM_THREADS"] == "4"
     assert _child_env(BenchOptions(jobs=2, threads=3).run_spec())["OMP_NUM_THREADS"] == "3"
+    assert _child_env(BenchOptions(jobs=2, backend="ray").run_spec())["OMP_NUM_THREADS"] == "1"
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert _child_env(BenchOptions(jobs=1).run_spec())["OMP_NUM_THREADS"] == "1"
+    assert _child_env(BenchOptions(jobs=1).run_spec())["OMP_NUM_THREADS"] == "8"
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
 
 
 def test_row_carries_engine_stop_domains_and_timeout(folder: Path) -> None:

@@ -41,7 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="OMP_NUM_THREADS per instance (default 1 with --jobs > 1, else inherited or 1)",
+        help="OMP_NUM_THREADS per instance (default: the usable cores shared among the jobs; "
+        "one job keeps an OMP_NUM_THREADS already set)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="output directory")
     parser.add_argument("--resume", action="store_true", help="skip rows in results.csv")
