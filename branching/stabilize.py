@@ -179,8 +179,8 @@ def stabilize(
             progress(now)
 
     cuts: dict[str, BoundGraph] = {}  # each node's cut network, built once for every pass
-    waiting: dict[str, list[_Candidate]] = {}  # per node: for the retry and the far pass
-    far: dict[str, list[_Candidate]] = {}
+    # the candidates each later pass searches, per node (filled by the first pass)
+    queued: dict[str, dict[str, list[_Candidate]]] = {"retry": {}, "far": {}}
     stopped = False
     for cap, kind in pass_plan(config.stabilize_domains):
         for name in nodes:
@@ -193,16 +193,17 @@ def stabilize(
                 todo = _candidates(cut, name, lower, upper, out)
                 stats.attempted += len(todo)
                 if kind == "first":
-                    far[name] = [c for c in todo if c[0] > FAR_SHARE]
+                    queued["far"][name] = [c for c in todo if c[0] > FAR_SHARE]
                     todo = [c for c in todo if c[0] <= FAR_SHARE]
             else:
-                todo = (waiting if kind == "retry" else far).get(name, [])
+                todo = queued[kind].get(name, [])
             proved0 = stats.proved
             stop, gave_up = _search_node(
                 cut, name, todo, lower, upper, out, inner, cap, deadline, stats, check, tick
             )
             if kind == "first":  # a node that yields next to nothing is not retried
-                waiting[name] = gave_up if stats.proved - proved0 >= RETRY_YIELD * len(todo) else []
+                yielded = stats.proved - proved0 >= RETRY_YIELD * len(todo)
+                queued["retry"][name] = gave_up if yielded else []
             stopped = stop or check(out, node_end=True)
     stats.elapsed_s = time.perf_counter() - start
     log.info(
