@@ -98,6 +98,10 @@ class DomainStore:
         self._count += n
         self._bytes += add
 
+    def chunks(self) -> list[DomainBatch]:
+        """The stored domains as they are kept (read them, do not change them)."""
+        return list(self._chunks)
+
     def pop(self, k: int) -> DomainBatch:
         """Remove and return up to ``k`` domains (the next ones in the store's order)."""
         if self._count == 0 or k <= 0:

@@ -57,11 +57,14 @@ class CaseStatus(enum.IntEnum):
 
 @dataclass
 class RowSearchResult:
-    """``status`` ``[P]`` (:class:`CaseStatus` values) and ``bounded`` ``[P]`` domains
-    bounded per case."""
+    """``status`` ``[P]`` (:class:`CaseStatus` values), ``bounded`` ``[P]`` domains
+    bounded per case, and ``floor`` ``[P]``: for a case that gave up, a sound lower bound
+    of ``max_s(C_p·y - d)_s`` over the box (the least margin of its open leaves when it
+    stopped; ``-inf`` where none is known, e.g. a float32 search)."""
 
     status: Tensor
     bounded: Tensor
+    floor: Tensor
 
     def proved(self) -> Tensor:
         """Indices of the proved cases."""
@@ -115,6 +118,11 @@ class RowSearch(_Search):
         self.counts = torch.zeros(P, dtype=torch.long)  # open domains in the store
         self.open_mass = torch.zeros(P, dtype=torch.float64)  # sum 2^-depth of those
         self.bounded = torch.zeros(P, dtype=torch.long)
+        # least margin of the open leaves of each case that stopped being open (+inf: none
+        # seen yet); every point of the box lies in a verified leaf (margin > 0), an
+        # infeasible one, or one of those, so it bounds the case's margin from below
+        self.floor = torch.full((P,), float("inf"), dtype=torch.float64)
+        self.floor_sound = True
         self.stopped = False
         # The root domains wait here, not in the store: they have no beta yet, so a pop
         # must not mix them with children's records.
@@ -140,10 +148,30 @@ class RowSearch(_Search):
                 self._loop()
         except DomainMemoryError as exc:
             log.debug("row search: %s", exc)
+            self.floor_sound = False  # the batch that did not fit is lost
         self.pause()
         self.stats.elapsed_s = self._elapsed()
         self.status[self.status == CaseStatus.OPEN] = CaseStatus.GAVE_UP
-        return RowSearchResult(self.status.clone(), self.bounded.clone())
+        for batch in (self.roots, *self.store.chunks()):
+            self._sink(batch)
+        floor = self.floor.clone()
+        unknown = (self.status != CaseStatus.GAVE_UP) | torch.isinf(floor) | (floor > 0)
+        if self.exact or not self.floor_sound:
+            unknown[:] = True
+        floor[unknown] = float("-inf")
+        return RowSearchResult(self.status.clone(), self.bounded.clone(), floor)
+
+    def _sink(self, batch: DomainBatch, idx: Tensor | None = None) -> None:
+        """Fold the margins of open leaves that leave the search (``batch``'s records, or
+        those at ``idx``) into their cases' floors."""
+        if size(batch):
+            sel = slice(None) if idx is None else idx
+            self._sink_margins(batch["case"][sel], batch["margin"][sel])
+
+    def _sink_margins(self, case: Tensor, margin: Tensor) -> None:
+        if case.numel():
+            m = margin.detach().double().cpu()
+            self.floor.scatter_reduce_(0, case.cpu(), m, reduce="amin")
 
     def _give_up(self, cases: Tensor) -> None:
         cases = cases.cpu()
@@ -184,6 +212,7 @@ class RowSearch(_Search):
             self.open_mass -= self._mass(parents)
             alive = self.status[pc.cpu()] == CaseStatus.OPEN
             if not bool(alive.all()):
+                self._sink(parents, torch.nonzero(~alive).flatten().to(pc.device))
                 parents = take(parents, torch.nonzero(alive).flatten().to(pc.device))
             if size(parents) == 0:
                 self._prove_settled()
@@ -227,15 +256,21 @@ class RowSearch(_Search):
         if open_idx.numel():
             if res.input_A is not None:
                 self._refute(res.input_A[:, open_idx], case[open_idx])
-            if self.cap:
-                self._give_up(torch.nonzero(self.bounded >= self.cap).flatten())
-            keep = open_idx[self.status[case[open_idx].cpu()] == CaseStatus.OPEN]
+            if self.cap:  # cases at their cap with open domains left give up
+                pending = self.counts > 0
+                pending[case[open_idx].cpu()] = True
+                self._give_up(torch.nonzero((self.bounded >= self.cap) & pending).flatten())
+            live = (self.status[case[open_idx].cpu()] == CaseStatus.OPEN).to(open_idx.device)
+            gone = open_idx[~live]
+            self._sink_margins(case[gone], margins[gone])
+            keep = open_idx[live]
             if keep.numel():
                 batch = self._domains(res, over, kids["depth"], keep)
                 batch["case"] = case[keep]
                 self._decide(batch, res, keep)
                 alive = self.status[batch["case"].cpu()] == CaseStatus.OPEN
                 if not bool(alive.all()):
+                    self._sink(batch, torch.nonzero(~alive).flatten().to(case.device))
                     batch = take(batch, torch.nonzero(alive).flatten().to(case.device))
                 if roots:
                     self.roots = batch

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class StabilizeStats:
 
     attempted: int = 0
     proved: int = 0
+    tightened: int = 0
     domains: int = 0
     elapsed_s: float = 0.0
 
@@ -82,6 +84,7 @@ class StabilizeStats:
         """Add ``other``'s counts and time to these."""
         self.attempted += other.attempted
         self.proved += other.proved
+        self.tightened += other.tightened
         self.domains += other.domains
         self.elapsed_s += other.elapsed_s
 
@@ -89,6 +92,7 @@ class StabilizeStats:
         return {
             "stabilize_attempted": self.attempted,
             "stabilize_proved": self.proved,
+            "stabilize_tightened": self.tightened,
             "stabilize_domains": self.domains,
             "stabilize_s": round(self.elapsed_s, 3),
         }
@@ -374,6 +378,8 @@ def _search_node(
     )
     res = search.run(deadline)
     stats.domains += search.stats.domains_bounded
+    if TIGHTEN:
+        stats.tightened += _tighten(todo, res.floor, new_lo, new_up)
     publish()
     log.debug(
         "stabilize %s: %d of %d proved in %.2f s (%d domains, cap %d)",
@@ -386,6 +392,27 @@ def _search_node(
     )
     gave_up = (res.status == CaseStatus.GAVE_UP).tolist()
     return stop, [c for c, g in zip(todo, gave_up) if g]
+
+
+#: Candidates that gave up still tighten their end: ``sign * z_i`` is at least the least
+#: margin of their open leaves.
+TIGHTEN = True
+
+
+def _tighten(todo: list[_Candidate], floor: Tensor, new_lo: Tensor, new_up: Tensor) -> int:
+    """Move the ends of the candidates with a known floor (``sign * z_i >= floor``) in;
+    the number of ends moved."""
+    moved = 0
+    for (_, i, sign), f in zip(todo, floor.tolist()):
+        if not math.isfinite(f):
+            continue
+        if sign > 0 and f > float(new_lo[i]):
+            new_lo[i] = f
+            moved += 1
+        elif sign < 0 and -f < float(new_up[i]):
+            new_up[i] = -f
+            moved += 1
+    return moved
 
 
 def _attack(

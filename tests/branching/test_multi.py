@@ -143,3 +143,55 @@ def test_probes_give_up_hopeless_cases_early_and_prove_nothing_new() -> None:
     share = plain.verified_share()
     assert bool((share[full.status == CaseStatus.PROVED] == 1.0).all())
     assert bool((share >= 0).all() and (share <= 1).all())
+
+
+def _pgd_min(cut: BoundGraph, lo, hi, C, steps: int = 60) -> torch.Tensor:
+    """``[P]`` the least ``C_p·z`` that signed PGD from random starts reaches in the box."""
+    gen = torch.Generator().manual_seed(3)
+    P = C.shape[0]
+    x = lo + (hi - lo) * torch.rand((P,) + tuple(lo.shape[1:]), generator=gen, dtype=lo.dtype)
+    step = 0.25 * (hi - lo)
+    for _ in range(steps):
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            v = (evaluate(cut.source, x).reshape(P, -1) * C[:, 0]).sum(-1)
+            (grad,) = torch.autograd.grad(v.sum(), x)
+        with torch.no_grad():
+            x = torch.minimum(torch.maximum(x - step * grad.sign(), lo), hi)
+        step = 0.9 * step
+    with torch.no_grad():
+        return (evaluate(cut.source, x).reshape(P, -1) * C[:, 0]).sum(-1)
+
+
+@pytest.mark.parametrize("radius", [0.3, 0.6])
+def test_cases_that_give_up_leave_a_sound_floor_above_the_root_bound(radius: float) -> None:
+    """A case stopped by its domain cap knows ``C_p·z - d >= floor`` on the whole box: no
+    sample and no PGD point goes below it, and the search lifted it above the roots' bound
+    (a cap of one domain leaves the roots' margins as floors)."""
+    cut, lo, hi, C, root = _cases(radius)
+    cfg = BabConfig(split="activation", attack_every=0)
+    roots = RowSearch(cut, lo, hi, C, D, root, replace(cfg, max_domains=1)).run(
+        Deadline.after(60.0)
+    )
+    res = RowSearch(cut, lo, hi, C, D, root, replace(cfg, max_domains=16)).run(
+        Deadline.after(60.0)
+    )
+    low = torch.minimum(_samples(cut, lo, hi, C, seed=4), _pgd_min(cut, lo, hi, C)) - D
+    gave_up = res.status == CaseStatus.GAVE_UP
+    assert int(gave_up.sum()) >= 2
+    known = gave_up & torch.isfinite(res.floor)
+    assert bool(known[gave_up].all())
+    assert bool((res.floor[known] <= low[known] + 1e-9).all())
+    assert bool((res.floor[known] <= 0).all())
+    assert bool((res.floor[~gave_up] == float("-inf")).all())
+    both = known & torch.isfinite(roots.floor)
+    assert bool((res.floor[both] >= roots.floor[both] - 1e-9).all())
+    assert bool((res.floor[both] > roots.floor[both] + 1e-6).any())
+
+
+def test_a_float32_search_leaves_no_floor() -> None:
+    cut, lo, hi, C, root = _cases(0.6)
+    cfg = BabConfig(split="activation", attack_every=0, max_domains=16, float32_search=True)
+    res = RowSearch(cut, lo, hi, C, D, root, cfg).run(Deadline.after(60.0))
+    assert bool((res.status == CaseStatus.GAVE_UP).any())
+    assert bool((res.floor == float("-inf")).all())
