@@ -173,9 +173,7 @@ def test_cases_that_give_up_leave_a_sound_floor_above_the_root_bound(radius: flo
     roots = RowSearch(cut, lo, hi, C, D, root, replace(cfg, max_domains=1)).run(
         Deadline.after(60.0)
     )
-    res = RowSearch(cut, lo, hi, C, D, root, replace(cfg, max_domains=16)).run(
-        Deadline.after(60.0)
-    )
+    res = RowSearch(cut, lo, hi, C, D, root, replace(cfg, max_domains=16)).run(Deadline.after(60.0))
     low = torch.minimum(_samples(cut, lo, hi, C, seed=4), _pgd_min(cut, lo, hi, C)) - D
     gave_up = res.status == CaseStatus.GAVE_UP
     assert int(gave_up.sum()) >= 2
