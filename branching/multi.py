@@ -88,6 +88,8 @@ class RowSearch(_Search):
             domains with less than ``share`` of its tree verified gives up (hopeless cases
             stop early instead of spending the whole cap).
         progress: called with the statistics after every round.
+        refute: evaluate the minimising corners of open leaves and refute the cases they
+            violate; off when only the floors are wanted (cases known to be violated).
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class RowSearch(_Search):
         on_proved: Callable[[list[int]], bool] | None = None,
         probes: Sequence[tuple[int, float]] = (),
         progress: Progress | None = None,
+        refute: bool = True,
     ) -> None:
         if C.dim() != 3 or C.shape[0] == 0:
             raise ValueError(
@@ -112,6 +115,7 @@ class RowSearch(_Search):
         self.cap = config.max_domains
         self.on_proved = on_proved
         self.probes = tuple(probes)
+        self.refute = refute
         self.C_all = C.to(lower)
         self.n_cases = P = C.shape[0]
         self.status = torch.zeros(P, dtype=torch.long)
@@ -254,7 +258,7 @@ class RowSearch(_Search):
             done[idx] = self._verified_exactly(over, res, idx, case)
         open_idx = torch.nonzero(~done).flatten()
         if open_idx.numel():
-            if res.input_A is not None:
+            if res.input_A is not None and self.refute:
                 self._refute(res.input_A[:, open_idx], case[open_idx])
             if self.cap:  # cases at their cap with open domains left give up
                 pending = self.counts > 0

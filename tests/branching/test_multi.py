@@ -193,3 +193,19 @@ def test_a_float32_search_leaves_no_floor() -> None:
     res = RowSearch(cut, lo, hi, C, D, root, cfg).run(Deadline.after(60.0))
     assert bool((res.status == CaseStatus.GAVE_UP).any())
     assert bool((res.floor == float("-inf")).all())
+
+
+def test_without_refuting_every_case_keeps_a_sound_floor() -> None:
+    """``refute=False`` (only floors wanted): the violated cases are not refuted but give up
+    at their cap, with floors no sample or PGD point goes below."""
+    cut, lo, hi, C, root = _cases(0.3)
+    cfg = BabConfig(split="activation", attack_every=0, max_domains=16)
+    res = RowSearch(cut, lo, hi, C, D, root, cfg, refute=False).run(Deadline.after(60.0))
+    low = torch.minimum(_samples(cut, lo, hi, C, seed=5), _pgd_min(cut, lo, hi, C)) - D
+    assert not bool((res.status == CaseStatus.REFUTED).any())
+    violated = low < 0
+    assert bool(violated.any())
+    assert bool((res.status[violated] == CaseStatus.GAVE_UP).all())
+    assert bool(torch.isfinite(res.floor[violated]).all())
+    gave_up = res.status == CaseStatus.GAVE_UP
+    assert bool((res.floor[gave_up] <= low[gave_up] + 1e-9).all())
