@@ -111,7 +111,7 @@ def test_neurons_left_unstable_still_get_narrower_intervals(
 
 
 def test_passes_put_likely_proofs_first() -> None:
-    assert pass_plan(256) == ((64, "first"), (256, "retry"), (64, "far"))
+    assert pass_plan(256) == ((64, "first"), (256, "retry"), (64, "far"), (32, "narrow"))
     assert pass_plan(64) == ((64, "all"),)
 
 
@@ -126,6 +126,8 @@ def test_deferred_candidates_are_searched_in_the_last_pass(
     # (without the first pass's narrowing of the far candidates)
     monkeypatch.setattr(stabilize_module, "FAR_SHARE", -1.0)
     monkeypatch.setattr(stabilize_module, "WIDE_DOMAINS", 0)
+    three = pass_plan(256)[:3]  # first, retry, far: no narrowing pass
+    monkeypatch.setattr(stabilize_module, "pass_plan", lambda cap: three)
     last, deferred = stabilize(bg, lo, hi, root, BabConfig(), Deadline.after(60.0))
     assert once.proved > 0
     assert (deferred.proved, deferred.attempted) == (once.proved, once.attempted)
