@@ -247,9 +247,10 @@ def stabilize(
             stopped = stop or check(out, node_end=True)
     stats.elapsed_s = time.perf_counter() - start
     log.info(
-        "stabilize: %d of %d neurons proved stable (%d domains, %.2f s)",
+        "stabilize: %d of %d neurons proved stable, %d ends narrowed (%d domains, %.2f s)",
         stats.proved,
         stats.attempted,
+        stats.tightened,
         stats.domains,
         stats.elapsed_s,
     )
@@ -286,7 +287,7 @@ def pass_plan(cap: int) -> tuple[tuple[int, str], ...]:
 
 class _Checkpoints:
     """Calls ``done`` when the proofs reach the next power of two from 16, and at the end of
-    a node, never twice for the same number of proofs."""
+    a node, never twice for the same intervals (proofs and narrowed ends)."""
 
     def __init__(self, done: Callable[[Mapping[str, Bounds]], bool] | None, stats: StabilizeStats):
         self.done, self.stats = done, stats
@@ -294,11 +295,12 @@ class _Checkpoints:
 
     def __call__(self, out: Mapping[str, Bounds], node_end: bool = False) -> bool:
         proved = self.stats.proved
-        if self.done is None or proved == self.checked:
+        moved = proved + self.stats.tightened
+        if self.done is None or moved == self.checked:
             return False
         if not (node_end or proved >= self.next_at):
             return False
-        self.checked = proved
+        self.checked = moved
         while self.next_at <= proved:
             self.next_at *= 2
         return self.done(out)

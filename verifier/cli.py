@@ -238,7 +238,8 @@ class ProgressLine:
             stats,
             lambda s: (
                 f"stabilising: {s.proved} of {s.attempted} neurons proved stable, "
-                f"{s.domains} domains, {s.elapsed_s:.1f} s"
+                f"{s.tightened} interval ends narrowed, {s.domains} domains, "
+                f"{s.elapsed_s:.1f} s"
             ),
         )
 

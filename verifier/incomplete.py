@@ -239,8 +239,8 @@ def stabilize_group(
     progress: Callable[[StabilizeStats], None] | None = None,
 ) -> OpenGroup:
     """``og`` after :func:`branching.stabilize.stabilize` on its box and alpha-CROWN again
-    from the tightened intervals (a new OpenGroup; ``og`` itself when nothing was proved
-    stable). Applies to ReLU networks whose search splits activations, when at least
+    from the tightened intervals (a new OpenGroup; ``og`` itself when no interval end
+    moved). Applies to ReLU networks whose search splits activations, when at least
     ``bab.stabilize_min_s`` seconds are left."""
     if not (
         bab.stabilize
@@ -290,7 +290,7 @@ def stabilize_group(
         log.info("stabilize: box %d: every case refuted by alpha-CROWN", og.index)
         done_all = np.ones_like(og.refuted)
         return OpenGroup(og.index, og.rows, settled[0], og.margin, done_all, tightened)
-    if not st.proved or deadline.expired():
+    if not (st.proved or st.tightened) or deadline.expired():
         return og
     keep: dict = {}
     lb, refuted = rebound(cfg, tightened, keep)

@@ -426,7 +426,8 @@ def _stabilize(ctx: StageContext, bg: BoundGraph) -> bool:
     finally:
         if stats.attempted:
             ctx.stats.update(stats.to_dict())
-    return bool(stats.proved) and all(bool(og.refuted.all()) for og in ctx.open_groups)
+    moved = stats.proved or stats.tightened
+    return bool(moved) and all(bool(og.refuted.all()) for og in ctx.open_groups)
 
 
 def _settle(

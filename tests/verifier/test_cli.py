@@ -343,9 +343,14 @@ def test_progress_line_shows_stabilising_and_a_late_answer_keeps_its_counts(
     path = tmp_path / "progress.txt"
     with open(path, "w") as stream:
         line = cli.ProgressLine(stream=stream)
-        line.stabilizing(StabilizeStats(attempted=40, proved=31, domains=900, elapsed_s=3.5))
+        line.stabilizing(
+            StabilizeStats(attempted=40, proved=31, tightened=12, domains=900, elapsed_s=3.5)
+        )
     text = path.read_text()
-    assert "stabilising: 31 of 40 neurons proved stable, 900 domains, 3.5 s" in text
+    assert (
+        "stabilising: 31 of 40 neurons proved stable, 12 interval ends narrowed, 900 domains, "
+        "3.5 s" in text
+    )
     args = Namespace(results_file=None, json=True, model=Path("m.onnx"), spec=Path("s.vnnlib"))
     assert cli._late_answer(cli._Answer(args), Deadline.after(0.0), line)() is True
     data = json.loads(capsys.readouterr().out.strip())
