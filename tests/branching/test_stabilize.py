@@ -111,7 +111,8 @@ def test_neurons_left_unstable_still_get_narrower_intervals(
 
 
 def test_passes_put_likely_proofs_first() -> None:
-    assert pass_plan(256) == ((64, "first"), (256, "retry"), (64, "far"), (32, "narrow"))
+    narrow = ((32, "narrow"), (64, "narrow"), (128, "narrow"), (256, "narrow"), (512, "narrow"))
+    assert pass_plan(256) == ((64, "first"), (256, "retry"), (64, "far")) + narrow
     assert pass_plan(64) == ((64, "all"),)
 
 
