@@ -16,10 +16,11 @@ the main search's, with interval intermediate bounds); each stops at the first p
 showing its neuron on the wrong side (a vertex of its leaves' linear bounds, checked on
 the cut network), gives up when its tree is not getting verified (under 10 % after an
 eighth of its domains, under half after half), and is capped. Nodes go in graph order,
-in three passes (:func:`pass_plan`): a quarter of ``stabilize_domains`` per neuron for
-the neurons closest to stable, so that every node gets its cheap proofs within the
-budget, then the full cap for the ones it gave up on (on nodes where it proved some),
-then a quarter for the neurons far from stable.
+in passes (:func:`pass_plan`): a quarter of ``stabilize_domains`` per neuron for the
+neurons closest to stable, so that every node gets its cheap proofs within the budget,
+then the full cap for the ones it gave up on (on nodes where it proved some), then a
+quarter for the neurons far from stable, then narrowing passes with growing caps until
+the budget ends.
 
 A search that gives up still narrows its neuron: every point of the box lies in a
 verified leaf, an infeasible one or an open one, so the least bound of its open leaves
@@ -82,7 +83,8 @@ _CHUNK = 256
 
 @dataclass
 class StabilizeStats:
-    """What :func:`stabilize` did: searches run, neurons proved stable, domains bounded."""
+    """What :func:`stabilize` did: searches run, neurons proved stable, interval ends
+    narrowed by searches that gave up (each narrowing counted), domains bounded."""
 
     attempted: int = 0
     proved: int = 0
@@ -383,7 +385,9 @@ def _search_node(
     tighten_only: bool = False,
 ) -> tuple[bool, list[_Candidate]]:
     """Search ``todo`` on ``cut`` (the network cut at ``name``) with ``cap`` domains each
-    (``out`` updated with the proofs): whether ``check`` said stop, and the candidates
+    (``out`` updated with the proofs and, with :data:`TIGHTEN`, the floors of the searches
+    that gave up; ``tighten_only``: no probes and no refutation, for the floors alone):
+    whether ``check`` said stop, and the candidates
     that gave up (neither proved nor shown on the wrong side)."""
     if not todo or deadline.expired():
         return False, todo
