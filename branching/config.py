@@ -111,11 +111,12 @@ class BabConfig:
             refutes every case). At the 60 s cap 0.5 proves 256x4 prop_13_0.05 in 35 s,
             0.33 in 50-60 s or not at all; prop_5, prop_8_0.03, prop_11 and 256x6 prop_3
             take the same time either way.
-        stabilize_domains: domains each neuron's search may bound, in three passes over
-            the nodes (:func:`branching.stabilize.pass_plan`: a quarter of it for the
+        stabilize_domains: domains each neuron's search may bound, in passes over the
+            nodes (:func:`branching.stabilize.pass_plan`: a quarter of it for the
             neurons closest to stable, all of it for those left, a quarter for the
-            rest): 256 proves 191 of prop_5's 225 candidates, 64 proves 150 (and
-            leaves its root open), 128 proves 181.
+            rest, then narrowing passes from an eighth of it up to twice it): 256
+            proves 191 of prop_5's 225 candidates, 64 proves 150 (and leaves its root
+            open), 128 proves 181.
         max_memory_mb: cap on the bytes the open domains may hold.
         shortcut_memory_mb: cap on BBPS's root linear bounds of split nodes.
         max_domains: stop with ``max_domains`` after bounding this many (0: no cap).

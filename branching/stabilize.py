@@ -313,12 +313,13 @@ class _Checkpoints:
 
 
 def _unstable_sides(b: Bounds) -> list[_Candidate]:
-    """Both sides of every neuron still unstable in ``b``."""
+    """Both sides of every neuron still unstable in ``b``, in neuron order: ``z_i <= 0``
+    (the far side's share is the positive part's), then ``z_i >= 0``."""
     lo, up = b.lower.reshape(-1), b.upper.reshape(-1)
+    frac = (up / (up - lo)).tolist()
     out = []
     for i in torch.nonzero((lo < 0) & (up > 0)).flatten().tolist():
-        share = float(up[i] / (up[i] - lo[i]))
-        out += [(share, i, -1), (1.0 - share, i, 1)]
+        out += [(frac[i], i, -1), (1.0 - frac[i], i, 1)]
     return out
 
 
@@ -329,26 +330,21 @@ _Candidate = tuple[float, int, int]
 
 def _candidates(
     cut: BoundGraph, name: str, lower: Tensor, upper: Tensor, out: Mapping[str, Bounds]
-) -> list[_Candidate]:
+) -> tuple[list[_Candidate], list[_Candidate]]:
     """Node ``name``'s unstable neurons and signs that no sampled point and no signed-PGD
     run on ``cut`` (the network cut at ``name``) showed on the wrong side, closest to
-    stable first."""
+    stable first; and the sides such a point did reach."""
     b = out[name]
-    lo, up = b.lower.reshape(-1), b.upper.reshape(-1)
-    unstable = (lo < 0) & (up > 0)
-    if not bool(unstable.any()):
+    cand = _unstable_sides(b)
+    if not cand:
         return [], []
     gen = torch.Generator().manual_seed(0)
     pick = torch.rand((SAMPLES,) + tuple(lower.shape[1:]), generator=gen, dtype=lower.dtype)
     pts = torch.cat([0.5 * (lower + upper), torch.where(pick < 0.5, lower, upper)])
     with torch.no_grad():
-        z = evaluate(cut.source, pts).reshape(pts.shape[0], -1).to(lo)
-    frac = (up / (up - lo)).tolist()
-    cand = []
-    for i in torch.nonzero(unstable).flatten().tolist():
-        cand += [(i, -1), (i, 1)]  # prove z_i <= 0, prove z_i >= 0
-    idx = torch.tensor([i for i, _ in cand], dtype=torch.long)
-    sgn = torch.tensor([float(s) for _, s in cand], dtype=lo.dtype)
+        z = evaluate(cut.source, pts).reshape(pts.shape[0], -1).to(b.lower)
+    idx = torch.tensor([i for _, i, _ in cand], dtype=torch.long)
+    sgn = torch.tensor([float(s) for _, _, s in cand], dtype=b.lower.dtype)
     # the sampled point nearest the wrong side of each candidate starts its PGD
     start = pts[(sgn[:, None] * z[:, idx].T).argmin(1)]
     reached = torch.cat(
@@ -360,12 +356,10 @@ def _candidates(
         ]
     )
     todo, wide = [], []
-    for (i, sign), hit in zip(cand, reached.tolist()):
-        (wide if hit else todo).append((frac[i] if sign < 0 else 1.0 - frac[i], i, sign))
+    for c, hit in zip(cand, reached.tolist()):
+        (wide if hit else todo).append(c)
     todo.sort()
-    log.debug(
-        "stabilize %s: %d unstable, %d candidates after PGD", name, int(unstable.sum()), len(todo)
-    )
+    log.debug("stabilize %s: %d unstable, %d candidates after PGD", name, len(cand) // 2, len(todo))
     return todo, wide
 
 
